@@ -1,0 +1,138 @@
+"""The control socket: what `hermesctl status|reload|start|stop|restart|agents|routes` asks.
+
+One JSON request per connection frame, one `ControlReply` back.  Every connection's
+peer credentials are checked before anything is read.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import psutil
+from anyio.abc import SocketStream, TaskStatus
+
+from hermesd import __version__, config, log, protocol, unixsock
+
+if TYPE_CHECKING:
+    from hermesd.service import Service
+    from hermesd.supervisor import Slot
+
+
+class Control:
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    async def serve(self, path: Path, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        listener = await unixsock.listen(path)
+        task_status.started()
+        async with listener:
+            await listener.serve(self._connection)
+
+    async def _connection(self, stream: SocketStream) -> None:
+        connection = unixsock.FramedConnection(stream, protocol.ControlRequest, protocol.ControlReply)
+        async with stream:
+            refusal = unixsock.peer_refusal(stream)
+            if refusal:
+                log.warning("control_refused", reason=refusal)
+                await connection.send(protocol.ControlReply(False, error=f"permission denied: {refusal}"))
+                return
+            try:
+                while (request := await connection.receive()) is not None:
+                    await connection.send(await self.handle(request))
+            except protocol.ProtocolError as exc:
+                await connection.send(protocol.ControlReply(False, error=str(exc)))
+
+    async def handle(self, request: protocol.ControlRequest) -> protocol.ControlReply:
+        try:
+            if isinstance(request, protocol.StatusRequest):
+                return protocol.ControlReply(True, await self.status())
+            if isinstance(request, protocol.AgentsRequest):
+                return protocol.ControlReply(True, self.agents())
+            if isinstance(request, protocol.RoutesRequest):
+                return protocol.ControlReply(True, self.routes(request.key))
+            if isinstance(request, protocol.ReloadRequest):
+                return protocol.ControlReply(True, await self.service.reload(request.wait))
+            return await self.agent_command(request)
+        except config.ConfigError as exc:
+            return protocol.ControlReply(False, error=str(exc))
+
+    async def status(self) -> dict[str, Any]:
+        service = self.service
+        slots = list(service.supervisor.slots.values())
+        memory = await anyio.to_thread.run_sync(_memory, [slot.pid for slot in slots])
+        now = time.time()
+        return {
+            "daemon": {
+                "pid": os.getpid(),
+                "version": __version__,
+                "state": service.state,
+                "uptime": round(now - service.started_at, 3),
+                "config": service.config_path or "<embedded default>",
+                "summary": service.summary(),
+            },
+            "agents": [_agent_status(slot, now, memory.get(slot.pid)) for slot in slots],
+        }
+
+    def agents(self) -> list[dict[str, Any]]:
+        return [
+            {"agent": slot.agent_id, "runtime": slot.spec.runtime, "state": slot.state,
+             "workspace": slot.spec.workspace,
+             "model": slot.spec.llm.model if slot.spec.llm else None}
+            for slot in self.service.supervisor.slots.values()
+        ]  # fmt: skip
+
+    def routes(self, key: str | None) -> dict[str, Any]:
+        router = self.service.router
+        data: dict[str, Any] = {
+            "routes": [{"match": p.text, "agent": p.agent} for p in router.patterns],
+            "default_agent": router.default_agent,
+        }
+        if key is not None:
+            route = router.resolve(key)
+            data["resolved"] = {"key": key, "agent": route.agent, "rule": route.rule}
+        return data
+
+    async def agent_command(self, request: protocol.AgentCommand) -> protocol.ControlReply:
+        supervisor = self.service.supervisor
+        if request.agent not in supervisor.slots:
+            return protocol.ControlReply(False, error=f"no agent {request.agent!r}")
+        if request.action == "start":
+            supervisor.start(request.agent)
+        elif request.action == "stop":
+            await supervisor.stop(request.agent)
+        else:
+            await supervisor.restart(request.agent)
+        log.info("agent_command", agent=request.agent, action=request.action)
+        return protocol.ControlReply(True, {"agent": request.agent, "state": supervisor.slots[request.agent].state})
+
+
+def _agent_status(slot: Slot, now: float, memory: tuple[int, int] | None) -> dict[str, Any]:
+    return {
+        "agent": slot.agent_id,
+        "state": slot.state,
+        "pid": slot.pid,
+        "uptime": round(now - slot.started_at, 3) if slot.started_at else None,
+        "restarts": slot.restarts,
+        "rss": memory[0] if memory else None,
+        "uss": memory[1] if memory else None,
+        "queue": len(slot.inflight),
+        "last_error": slot.last_error,
+    }
+
+
+def _memory(pids: list[int | None]) -> dict[int, tuple[int, int]]:
+    """RSS and USS per pid (USS reads smaps: slow-ish, so this runs in a thread)."""
+    result = {}
+    for pid in pids:
+        if pid is None:
+            continue
+        try:
+            info = psutil.Process(pid).memory_full_info()
+        except (psutil.Error, OSError):
+            continue
+        result[pid] = (info.rss, info.uss)
+    return result

@@ -1,0 +1,330 @@
+"""`hermesctl`: control a running hermesd and chat with its agents.
+
+Plain blocking sockets and no event loop: a command is one request and one answer, and
+the tool should start in milliseconds.  Exit codes (DESIGN §7): 0 ok, 1 the command
+failed, 2 usage, 3 the daemon is unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import selectors
+import socket
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, NoReturn
+
+import msgspec
+
+from hermesd import protocol
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+SYSTEM_SOCKET = Path("/run/hermesd/control.sock")
+
+
+class Unreachable(Exception):
+    pass
+
+
+class Failed(Exception):
+    pass
+
+
+class Connection:
+    """A blocking framed JSON connection to one of the daemon's sockets."""
+
+    def __init__(self, path: Path, incoming: Any, outgoing: Any) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.sock.connect(str(path))
+        except OSError as exc:
+            raise Unreachable(f"cannot connect to {path}: {exc.strerror}") from None
+        self._in = protocol.Codec(incoming, json=True)
+        self._out = protocol.Codec(outgoing, json=True)
+        self._reader = protocol.FrameReader()
+        self._pending: list[Any] = []
+
+    def send(self, message: Any) -> None:
+        try:
+            self.sock.sendall(self._out.encode(message))
+        except OSError as exc:
+            raise Unreachable(f"daemon connection lost: {exc.strerror}") from None
+
+    def receive(self, timeout: float | None = None) -> Any:
+        self.sock.settimeout(timeout)
+        while not self._pending:
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                raise
+            except OSError as exc:
+                raise Unreachable(f"daemon connection lost: {exc.strerror}") from None
+            if not data:
+                raise Unreachable("daemon closed the connection")
+            self._pending = [self._in.decode(body) for body in self._reader.feed(data)]
+        return self._pending.pop(0)
+
+
+# ---------------------------------------------------------------- control commands
+
+
+def request(path: Path, message: protocol.ControlRequest) -> Any:
+    connection = Connection(path, protocol.ControlReply, protocol.ControlRequest)
+    connection.send(message)
+    reply: protocol.ControlReply = connection.receive()
+    if not reply.ok:
+        raise Failed(reply.error)
+    return reply.data
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _size(value: int | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1024:
+        return f"{value}B"
+    scaled = float(value)
+    for unit in ("K", "M", "G"):
+        scaled /= 1024
+        if scaled < 1024 or unit == "G":
+            break
+    return f"{scaled:.1f}{unit}"
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows
+    )
+
+
+def print_status(data: dict[str, Any]) -> None:
+    daemon = data["daemon"]
+    print(f"hermesd {daemon['version']}  pid {daemon['pid']}  {daemon['state']}  "
+          f"up {_duration(daemon['uptime'])}  config {daemon['config']}")
+    rows = [["AGENT", "STATE", "PID", "UPTIME", "RESTARTS", "RSS", "USS", "QUEUE", "LAST ERROR"]]
+    for agent in data["agents"]:
+        rows.append([
+            agent["agent"], agent["state"], str(agent["pid"] or "-"), _duration(agent["uptime"]),
+            str(agent["restarts"]), _size(agent["rss"]), _size(agent["uss"]), str(agent["queue"]),
+            agent["last_error"],
+        ])  # fmt: skip
+    print(_table(rows))
+
+
+def print_agents(data: list[dict[str, Any]]) -> None:
+    rows = [["AGENT", "RUNTIME", "STATE", "MODEL", "WORKSPACE"]]
+    rows += [[a["agent"], a["runtime"], a["state"], a["model"] or "-", a["workspace"]] for a in data]
+    print(_table(rows))
+
+
+def print_routes(data: dict[str, Any]) -> None:
+    rows = [["#", "MATCH", "AGENT"]]
+    rows += [[str(i), r["match"], r["agent"]] for i, r in enumerate(data["routes"], 1)]
+    print(_table(rows))
+    print(f"default_agent: {data['default_agent'] or '(none: unmatched messages are dropped)'}")
+    if "resolved" in data:
+        resolved = data["resolved"]
+        print(f"{resolved['key']} -> {resolved['agent'] or '(dropped)'}  [{resolved['rule']}]")
+
+
+# ---------------------------------------------------------------- local platform
+
+
+class LocalSession:
+    """One conversation on the local platform, as `send` and `chat` use it."""
+
+    def __init__(self, path: Path, session_key: str, agent: str | None) -> None:
+        self.connection = Connection(path, protocol.LocalFrame, protocol.LocalFrame)
+        self.session_key = session_key
+        self.agent = agent
+        self.waiting: set[int] = set()
+
+    def attach(self) -> None:
+        self.connection.send(protocol.LocalAttach(self.session_key))
+
+    def send(self, text: str) -> None:
+        self.connection.send(protocol.LocalSend(
+            session_key=self.session_key, text=text, client_id=uuid.uuid4().hex, agent=self.agent
+        ))  # fmt: skip
+
+    def handle(self, frame: Any, show: Any) -> None:
+        """Track which messages still owe replies; hand replies to `show`."""
+        if isinstance(frame, protocol.LocalAttached):
+            self.waiting.update(frame.pending)
+        elif isinstance(frame, protocol.LocalAccepted):
+            self.waiting.add(frame.msg_id)
+        elif isinstance(frame, protocol.LocalReply):
+            show(frame)
+        elif isinstance(frame, protocol.LocalDone):
+            self.waiting.discard(frame.msg_id)
+            if frame.error:
+                print(f"hermesctl: message {frame.msg_id}: {frame.error}", file=sys.stderr)
+        elif isinstance(frame, protocol.LocalError):
+            raise Failed(frame.error)
+
+    def wait_all(self, deadline: float, show: Any) -> None:
+        while self.waiting:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Failed(f"no answer within the timeout; messages {sorted(self.waiting)} "
+                             "stay queued and are answered to the next chat or send on this session")
+            try:
+                self.handle(self.connection.receive(remaining), show)
+            except TimeoutError:
+                continue
+
+
+def cmd_send(local: Path, key: str, text: str, agent: str | None, timeout: float, as_json: bool) -> None:
+    session = LocalSession(local, key, agent)
+    session.send(text)
+    session.waiting.add(-1)  # until the daemon says which msg_id it got
+    deadline = time.monotonic() + timeout
+
+    def show(reply: protocol.LocalReply) -> None:
+        print(json.dumps(msgspec.to_builtins(reply)) if as_json else reply.text, flush=True)
+
+    while -1 in session.waiting:
+        frame = session.connection.receive(timeout)
+        if isinstance(frame, protocol.LocalAccepted):
+            session.waiting.discard(-1)
+        session.handle(frame, show)
+    session.wait_all(deadline, show)
+
+
+def cmd_chat(local: Path, agent: str, name: str | None, timeout: float) -> None:
+    session = LocalSession(local, f"local:{name or agent}", agent)
+    session.attach()
+    interactive = sys.stdin.isatty()
+
+    def show(reply: protocol.LocalReply) -> None:
+        print(f"{reply.agent}> {reply.text}" if interactive else reply.text, flush=True)
+
+    if interactive:
+        print(f"chatting with {agent} on {session.session_key}; Ctrl-D to leave", flush=True)
+    selector = selectors.DefaultSelector()
+    selector.register(session.connection.sock, selectors.EVENT_READ)
+    selector.register(sys.stdin, selectors.EVENT_READ)
+    stdin_open = True
+    while stdin_open:
+        for key, _ in selector.select():
+            if key.fileobj is sys.stdin:
+                line = sys.stdin.readline()
+                if not line:
+                    stdin_open = False
+                elif line.strip():
+                    session.send(line.rstrip("\n"))
+            else:
+                session.handle(session.connection.receive(), show)
+    session.wait_all(time.monotonic() + timeout, show)
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def _default_socket() -> Path:
+    if "HERMESD_SOCKET" in os.environ:
+        return Path(os.environ["HERMESD_SOCKET"])
+    if SYSTEM_SOCKET.exists():
+        return SYSTEM_SOCKET
+    from hermesd import config  # only now: it imports the TOML library
+
+    return Path(config.embedded_default().daemon.runtime_dir) / "control.sock"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hermesctl", description="Control a running hermesd.")
+    parser.add_argument("--socket", type=Path, help="control socket (default: $HERMESD_SOCKET, "
+                        f"{SYSTEM_SOCKET}, or the built-in default's runtime dir)")
+    parser.add_argument("--local-socket", type=Path,
+                        help="local platform socket (default: local.sock beside the control socket)")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("status", help="daemon and per-agent state, memory, queue, last error")
+    commands.add_parser("agents", help="configured agents")
+    routes = commands.add_parser("routes", help="routing table; with KEY, where KEY goes")
+    routes.add_argument("key", nargs="?")
+    reload = commands.add_parser("reload", help="re-read the config; restart only changed agents")
+    reload.add_argument("--wait", action="store_true", help="return once changes are applied")
+    for action in ("start", "stop", "restart"):
+        commands.add_parser(action, help=f"{action} one agent").add_argument("agent")
+    send = commands.add_parser("send", help="send one message on the local platform, print replies")
+    send.add_argument("key", help="session key, e.g. local:me or telegram:dm:42")
+    send.add_argument("text")
+    send.add_argument("--agent", help="talk to this agent instead of the one the routes pick")
+    send.add_argument("--timeout", type=float, default=60.0)
+    chat = commands.add_parser("chat", help="interactive chat with an agent (session local:AGENT)")
+    chat.add_argument("agent")
+    chat.add_argument("--session", help="session name (key local:NAME; default: the agent id)")
+    chat.add_argument("--timeout", type=float, default=60.0,
+                      help="at end of input, how long to wait for outstanding replies")
+    return parser
+
+
+def run(args: argparse.Namespace) -> None:
+    control = args.socket or _default_socket()
+    local = args.local_socket or control.with_name("local.sock")
+    command = args.command
+    if command == "send":
+        return cmd_send(local, args.key, args.text, args.agent, args.timeout, args.json)
+    if command == "chat":
+        return cmd_chat(local, args.agent, args.session, args.timeout)
+    message: protocol.ControlRequest
+    if command == "status":
+        message, show = protocol.StatusRequest(), print_status
+    elif command == "agents":
+        message, show = protocol.AgentsRequest(), print_agents
+    elif command == "routes":
+        message, show = protocol.RoutesRequest(args.key), print_routes
+    elif command == "reload":
+        message, show = protocol.ReloadRequest(args.wait), _print_reload
+    else:
+        message, show = protocol.AgentCommand(command, args.agent), _print_agent_command
+    data = request(control, message)
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        show(data)
+
+
+def _print_reload(diff: dict[str, list[str]]) -> None:
+    changes = [f"{what}: {', '.join(ids)}" for what, ids in diff.items() if ids]
+    print("reloaded; " + ("; ".join(changes) if changes else "no agent changed"))
+
+
+def _print_agent_command(data: dict[str, Any]) -> None:
+    print(f"{data['agent']}: {data['state']}")
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    args = _parser().parse_args(argv)
+    try:
+        run(args)
+    except Unreachable as exc:
+        print(f"hermesctl: daemon unreachable: {exc}", file=sys.stderr)
+        sys.exit(EXIT_UNREACHABLE)
+    except Failed as exc:
+        print(f"hermesctl: {exc}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
+    except protocol.ProtocolError as exc:
+        print(f"hermesctl: bad answer from daemon: {exc}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
+    except KeyboardInterrupt:
+        sys.exit(EXIT_FAILED)
+    sys.exit(EXIT_OK)

@@ -1,0 +1,97 @@
+"""`hermesd`: check the configuration, claim the runtime directory, fork the zygote, run.
+
+The order is the point of this module.  The zygote must be forked before the event loop
+starts and before platform libraries are imported (so workers do not carry them), and
+after the lock is held (so a refused second daemon forks nothing).  Hence the late
+imports below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import sys
+from pathlib import Path
+
+from hermesd import __version__, config, log
+
+EXIT_OK = 0
+EXIT_FAILURE = 1  # bad configuration, runtime dir taken, or a fatal runtime error
+EXIT_USAGE = 2
+
+
+class RuntimeDirTaken(Exception):
+    pass
+
+
+def claim_runtime_dir(runtime_dir: Path) -> int:
+    """Lock `<runtime_dir>/hermesd.pid` for the daemon's lifetime; returns the descriptor.
+
+    flock is released by the kernel when the daemon dies, however it dies, so a stale pid
+    file never blocks a restart; the pid inside is for humans and for the error message.
+    """
+    runtime_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+    path = runtime_dir / "hermesd.pid"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise RuntimeDirTaken(f"{runtime_dir} is in use by another hermesd (pid {holder})") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hermesd", description="Host many chat agents behind one set of platform connections."
+    )
+    parser.add_argument("--config", metavar="FILE",
+                        help=f"configuration file (default: {config.DEFAULT_CONFIG_PATH} if it "
+                             "exists, else a built-in local-only echo setup)")
+    parser.add_argument("--check-config", metavar="FILE",
+                        help="validate FILE, print the first error with its line, exit 0 or 1")
+    parser.add_argument("--version", action="version", version=f"hermesd {__version__}")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.check_config:
+        try:
+            cfg = config.load(args.check_config)
+        except config.ConfigError as exc:
+            print(f"hermesd: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        print(f"{args.check_config}: ok ({len(cfg.agents)} agents, {len(cfg.routes)} routes)")
+        return EXIT_OK
+
+    config_path = args.config
+    if config_path is None and Path(config.DEFAULT_CONFIG_PATH).exists():
+        config_path = config.DEFAULT_CONFIG_PATH
+    try:
+        cfg = config.load(config_path) if config_path else config.embedded_default()
+        log.configure(cfg.daemon.log_level)
+        lock_fd = claim_runtime_dir(Path(cfg.daemon.runtime_dir))
+        Path(cfg.daemon.state_dir).mkdir(mode=0o750, parents=True, exist_ok=True)
+    except (config.ConfigError, RuntimeDirTaken, OSError) as exc:
+        print(f"hermesd: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+    from hermesd.zygote import Zygote, fork_zygote
+
+    zygote_pid, channel = fork_zygote(close_in_child=[lock_fd])
+
+    import anyio  # the event loop and platform libraries come after the fork
+
+    from hermesd.service import Service
+
+    service = Service(cfg, config_path, Zygote(zygote_pid, channel))
+    return anyio.run(service.run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Structured one-line logs: `level=info event=worker_spawned agent=coder pid=4242`.
+
+One line per event, key=value pairs (values with spaces are quoted), written to stderr.
+Under systemd (JOURNAL_STREAM set) each line starts with its syslog priority (`<6>`) and
+carries no timestamp, since journald adds both; elsewhere it starts with a UTC timestamp.
+Registered secrets, and anything shaped like a Telegram bot token, are masked in every
+line before it is written: a token must never reach a log.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from typing import Any, TextIO
+
+LEVELS = {"debug": 7, "info": 6, "warning": 4, "error": 3}
+_TOKEN_SHAPES = re.compile(r"\b\d{6,12}:[A-Za-z0-9_-]{30,}\b")
+_secrets: set[str] = set()
+_threshold = LEVELS["info"]
+_journald = "JOURNAL_STREAM" in os.environ
+_out: TextIO = sys.stderr
+
+
+def configure(level: str) -> None:
+    global _threshold
+    _threshold = LEVELS[level]
+
+
+def add_secret(secret: str) -> None:
+    """Mask `secret` in every later line (tokens read from files or the environment)."""
+    if len(secret) >= 8:
+        _secrets.add(secret)
+
+
+def redact(text: str) -> str:
+    for secret in _secrets:
+        text = text.replace(secret, "[redacted]")
+    return _TOKEN_SHAPES.sub("[redacted]", text)
+
+
+def _quote(value: Any) -> str:
+    text = str(value)
+    if not text or any(c in text for c in ' "=\n\t'):
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return text
+
+
+def emit(level: str, event: str, **fields: Any) -> None:
+    priority = LEVELS.get(level, 6)
+    if priority > _threshold:
+        return
+    body = " ".join(f"{key}={_quote(value)}" for key, value in fields.items() if value != "")
+    line = redact(f"level={level} event={event} {body}".rstrip())
+    if _journald:
+        line = f"<{priority}>{line}"
+    else:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+        line = f"{stamp}Z {line}"
+    try:
+        _out.write(line + "\n")
+        _out.flush()
+    except (OSError, ValueError):
+        pass  # a closed or full stderr must not take the daemon down
+
+
+def debug(event: str, **fields: Any) -> None:
+    emit("debug", event, **fields)
+
+
+def info(event: str, **fields: Any) -> None:
+    emit("info", event, **fields)
+
+
+def warning(event: str, **fields: Any) -> None:
+    emit("warning", event, **fields)
+
+
+def error(event: str, **fields: Any) -> None:
+    emit("error", event, **fields)

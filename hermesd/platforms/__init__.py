@@ -1,0 +1,63 @@
+"""Platform adapters translate a platform's traffic into spooled messages and back.
+
+An adapter knows nothing of routing, storage or workers.  It gets an `Inbox` to put what
+users say into (durably, before it acknowledges anything to the platform), and the daemon
+calls `deliver` for every reply and `finished` when a message has been fully answered,
+in the order the worker produced them.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from anyio.abc import TaskStatus
+
+from hermesd.routing import Route
+from hermesd.spool import Inbound, Outgoing
+
+
+class Inbox(Protocol):
+    def receive(
+        self,
+        *,
+        platform: str,
+        external_id: str,
+        session_key: str,
+        text: str,
+        sender: str = "",
+        agent: str | None = None,
+    ) -> tuple[Inbound, Route, bool]:
+        """Spool a message, then route and deliver it.  Returns the entry, where it went,
+        and False if `external_id` was seen before (nothing new was delivered).  When it
+        returns, the message is on disk: the adapter may acknowledge it to the platform."""
+        ...
+
+    def open_messages(self, platform: str, session_key: str) -> list[int]:
+        """Ids of this conversation's messages not yet fully answered."""
+        ...
+
+    def retry(self, platform: str, session_key: str) -> None:
+        """Queue this conversation's undelivered replies for `deliver` again (a client
+        came back to it)."""
+        ...
+
+
+class Adapter(Protocol):
+    name: str
+
+    async def serve(self, *, task_status: TaskStatus[None]) -> None:
+        """Connect and pass messages to the inbox until cancelled; `started()` once
+        listening."""
+        ...
+
+    def close_intake(self) -> None:
+        """Stop taking new messages (the daemon is draining); replies still go out."""
+        ...
+
+    async def deliver(self, reply: Outgoing) -> bool:
+        """Send one reply.  False = could not deliver now; it stays in the outbox."""
+        ...
+
+    async def finished(self, msg_id: int, session_key: str, error: str | None) -> None:
+        """Every reply of `msg_id` has been handed to `deliver`."""
+        ...

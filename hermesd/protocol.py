@@ -1,0 +1,310 @@
+"""The wire format: every message that crosses a process boundary, in one table.
+
+Three conversations use it:
+
+* parent <-> worker, msgpack over a socketpair (`WorkerFrame`, `ParentFrame`);
+* parent <-> zygote, msgpack over a socketpair, the worker's socket riding along
+  as SCM_RIGHTS (`SpawnRequest`, `ZygoteFrame`);
+* clients (hermesctl, scripts) <-> the control and local sockets, JSON
+  (`ControlRequest`, `ControlReply`, `LocalFrame`).
+
+Every frame is a 4-byte big-endian length followed by the encoded body.  This module is the
+only one imported by both the parent and the workers, so it imports nothing of either.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Literal
+
+import msgspec
+
+MAX_FRAME = 4 * 1024 * 1024
+"""Largest body accepted.  Replies are text and file *paths*, never file contents, so a
+bigger frame can only come from a bug or a hostile peer."""
+
+_HEADER = struct.Struct(">I")
+
+
+class ProtocolError(Exception):
+    """The peer sent something that is not a valid frame; the connection must be dropped."""
+
+
+# --------------------------------------------------------------------------- worker spec
+
+
+class SharedPathSpec(msgspec.Struct, frozen=True):
+    path: str
+    mode: Literal["ro", "rw"] = "ro"
+
+
+class LLMSpec(msgspec.Struct, frozen=True, kw_only=True):
+    base_url: str
+    model: str
+    api_key_env: str | None = None
+    api_key_file: str | None = None
+
+
+class WorkerSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything a worker needs to become one agent.  Two specs that compare equal mean
+    a reload leaves that agent's process alone."""
+
+    agent_id: str
+    runtime: str
+    workspace: str
+    llm: LLMSpec | None = None
+    shared_paths: tuple[SharedPathSpec, ...] = ()
+    can_message: tuple[str, ...] = ()
+    tools: tuple[str, ...] = ()
+    memory_max: int | None = None
+    echo_delay: float = 0.0
+
+
+# --------------------------------------------------------------------------- parent -> worker
+
+
+class Deliver(msgspec.Struct, tag=True, frozen=True, kw_only=True):
+    """One inbound message for the agent.  `msg_id` is the spool id: unique for the life
+    of the installation, so a worker can tell a redelivery from a new message."""
+
+    msg_id: int
+    platform: str
+    session_key: str
+    text: str
+    sender: str = ""
+
+
+class Ping(msgspec.Struct, tag=True, frozen=True):
+    seq: int
+
+
+class Stop(msgspec.Struct, tag=True, frozen=True):
+    """Finish the turns in progress, then exit 0."""
+
+
+ParentFrame = Deliver | Ping | Stop
+
+
+# --------------------------------------------------------------------------- worker -> parent
+
+
+class Hello(msgspec.Struct, tag=True, frozen=True):
+    agent_id: str
+    pid: int
+
+
+class Reply(msgspec.Struct, tag=True, frozen=True, kw_only=True):
+    """One outgoing message.  (`msg_id`, `seq`) is unique: a re-run of the same message
+    produces the same pairs, and the parent stores each pair once."""
+
+    msg_id: int
+    seq: int
+    session_key: str
+    text: str
+
+
+class Typing(msgspec.Struct, tag=True, frozen=True):
+    session_key: str
+
+
+class Done(msgspec.Struct, tag=True, frozen=True, kw_only=True):
+    msg_id: int
+    error: str | None = None
+
+
+class Stats(msgspec.Struct, frozen=True, kw_only=True):
+    turns: int = 0
+    active_sessions: int = 0
+
+
+class Pong(msgspec.Struct, tag=True, frozen=True):
+    seq: int
+    stats: Stats = Stats()
+
+
+class Log(msgspec.Struct, tag=True, frozen=True, kw_only=True):
+    level: Literal["debug", "info", "warning", "error"]
+    event: str
+    session_key: str = ""
+    fields: dict[str, str] = {}
+
+
+WorkerFrame = Hello | Reply | Typing | Done | Pong | Log
+
+
+# --------------------------------------------------------------------------- parent <-> zygote
+
+
+class SpawnRequest(msgspec.Struct, tag=True, frozen=True):
+    """Sent with the worker's end of its socketpair attached (SCM_RIGHTS)."""
+
+    request_id: int
+    spec: WorkerSpec
+
+
+class Spawned(msgspec.Struct, tag=True, frozen=True):
+    request_id: int
+    pid: int
+
+
+class SpawnFailed(msgspec.Struct, tag=True, frozen=True):
+    request_id: int
+    error: str
+
+
+ZygoteFrame = Spawned | SpawnFailed
+
+
+# --------------------------------------------------------------------------- control socket
+
+
+class StatusRequest(msgspec.Struct, tag="status", frozen=True):
+    pass
+
+
+class AgentsRequest(msgspec.Struct, tag="agents", frozen=True):
+    pass
+
+
+class RoutesRequest(msgspec.Struct, tag="routes", frozen=True):
+    key: str | None = None  # also show where this session key goes
+
+
+class ReloadRequest(msgspec.Struct, tag="reload", frozen=True):
+    wait: bool = False
+
+
+class AgentCommand(msgspec.Struct, tag="agent", frozen=True):
+    action: Literal["start", "stop", "restart"]
+    agent: str
+
+
+ControlRequest = StatusRequest | AgentsRequest | RoutesRequest | ReloadRequest | AgentCommand
+
+
+class ControlReply(msgspec.Struct, frozen=True, omit_defaults=True):
+    ok: bool
+    data: Any = None
+    error: str = ""
+
+
+# --------------------------------------------------------------------------- local platform socket
+
+
+class LocalAttach(msgspec.Struct, tag="attach", frozen=True):
+    """Subscribe this connection to a session key: replies for it, including ones that
+    were waiting from before a restart, come to this connection."""
+
+    session_key: str
+
+
+class LocalSend(msgspec.Struct, tag="send", frozen=True, kw_only=True):
+    """A message typed by a local user.  `client_id` makes a resend after a lost
+    connection idempotent; `agent`, if set, picks the agent instead of the routes."""
+
+    session_key: str
+    text: str
+    client_id: str
+    agent: str | None = None
+
+
+class LocalAttached(msgspec.Struct, tag="attached", frozen=True):
+    session_key: str
+    pending: list[int]
+
+
+class LocalAccepted(msgspec.Struct, tag="accepted", frozen=True):
+    client_id: str
+    msg_id: int
+    agent: str | None
+
+
+class LocalReply(msgspec.Struct, tag="reply", frozen=True, kw_only=True):
+    msg_id: int
+    session_key: str
+    agent: str
+    text: str
+
+
+class LocalDone(msgspec.Struct, tag="done", frozen=True):
+    msg_id: int
+    error: str | None = None
+
+
+class LocalError(msgspec.Struct, tag="error", frozen=True):
+    error: str
+
+
+LocalFrame = (
+    LocalAttach | LocalSend | LocalAttached | LocalAccepted | LocalReply | LocalDone | LocalError
+)
+
+
+# --------------------------------------------------------------------------- framing
+
+
+def frame(body: bytes) -> bytes:
+    """Prefix an encoded body with its length."""
+    if len(body) > MAX_FRAME:
+        raise ProtocolError(f"frame of {len(body)} bytes exceeds the {MAX_FRAME} byte cap")
+    return _HEADER.pack(len(body)) + body
+
+
+class FrameReader:
+    """Splits a byte stream into frame bodies.
+
+    Feed it whatever the socket returned; it yields complete bodies and keeps the rest.
+    It never buffers more than one frame, so a peer cannot make it grow past `MAX_FRAME`.
+    """
+
+    __slots__ = ("_buffer", "_max")
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self._buffer = bytearray()
+        self._max = max_frame
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buffer += data
+        bodies: list[bytes] = []
+        buffer = self._buffer
+        offset = 0
+        while len(buffer) - offset >= 4:
+            (length,) = _HEADER.unpack_from(buffer, offset)
+            if length > self._max:
+                raise ProtocolError(f"frame of {length} bytes exceeds the {self._max} byte cap")
+            end = offset + 4 + length
+            if len(buffer) < end:
+                break
+            bodies.append(bytes(buffer[offset + 4 : end]))
+            offset = end
+        if offset:
+            del buffer[:offset]
+        return bodies
+
+    def close(self) -> None:
+        """Call at end of stream: leftover bytes mean the peer died mid-frame."""
+        if self._buffer:
+            raise ProtocolError(f"stream ended inside a frame ({len(self._buffer)} bytes pending)")
+
+
+class Codec:
+    """Encoder/decoder pair for one direction of one conversation."""
+
+    __slots__ = ("_encoder", "_decoder")
+
+    def __init__(self, kind: Any, *, json: bool = False) -> None:
+        if json:
+            self._encoder: Any = msgspec.json.Encoder()
+            self._decoder: Any = msgspec.json.Decoder(kind)
+        else:
+            self._encoder = msgspec.msgpack.Encoder()
+            self._decoder = msgspec.msgpack.Decoder(kind)
+
+    def encode(self, message: Any) -> bytes:
+        return frame(self._encoder.encode(message))
+
+    def decode(self, body: bytes) -> Any:
+        try:
+            return self._decoder.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ProtocolError(f"undecodable frame: {exc}") from None

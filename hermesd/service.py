@@ -1,0 +1,350 @@
+"""The running daemon: spool -> router -> supervisor, and replies back out to the platforms.
+
+`Service.run` owns every long-lived task.  Like a classic arbiter, signal handlers only
+queue (anyio's signal receiver) and the main loop acts: SIGCHLD reaps, SIGHUP reloads,
+SIGTERM/SIGINT drain and stop.  Work that waits (reload, shutdown) runs as its own task so
+the loop keeps reaping children meanwhile.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+import anyio
+import msgspec
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from hermesd import __version__, config, log, protocol
+from hermesd.platforms import Adapter
+from hermesd.platforms.local import LocalPlatform
+from hermesd.routing import Route, Router
+from hermesd.sdnotify import Notifier
+from hermesd.spool import Inbound, Outgoing, Spool
+from hermesd.supervisor import Slot, State, Supervisor
+from hermesd.zygote import Zygote
+
+PRUNE_AFTER = 7 * 86400  # keep acked messages this long to recognise repeated updates
+
+
+class Finished(msgspec.Struct, frozen=True):
+    msg_id: int
+    session_key: str
+    error: str | None
+
+
+class Shutdown(Exception):
+    """Raised inside the main loop to leave it with an exit code."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+class Service:
+    def __init__(self, cfg: config.Config, config_path: str | None, zygote: Zygote) -> None:
+        self.cfg = cfg
+        self.config_path = config_path
+        self.zygote = zygote
+        self.started_at = time.time()
+        self.state = "starting"
+        self.exit_code = 0
+        self.router = _router(cfg)
+        self.spool = Spool(Path(cfg.daemon.state_dir) / "spool.db")
+        self.supervisor = Supervisor(zygote, cfg.daemon, self._on_reply, self._on_done)
+        self.notifier = Notifier()
+        self.adapters: dict[str, Adapter] = {}
+        self._outboxes: dict[str, MemoryObjectSendStream[Outgoing | Finished]] = {}
+        self._reload_lock = anyio.Lock()
+        self._task_group: TaskGroup | None = None
+        runtime_dir = Path(cfg.daemon.runtime_dir)
+        self.control_path = runtime_dir / "control.sock"
+        if cfg.platforms.local.enabled:
+            local_path = Path(cfg.platforms.local.socket or runtime_dir / "local.sock")
+            self.adapters["local"] = LocalPlatform(local_path, self)
+
+    # ---------------------------------------------------------------- main loop
+
+    async def run(self) -> int:
+        from hermesd.control import Control
+
+        with anyio.open_signal_receiver(
+            signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD
+        ) as signals:
+            async with anyio.create_task_group() as self._task_group:
+                tg = self._task_group
+                await tg.start(self.supervisor.run)
+                for name, adapter in self.adapters.items():
+                    send, receive = anyio.create_memory_object_stream[Outgoing | Finished](math.inf)
+                    self._outboxes[name] = send
+                    tg.start_soon(self._deliver_loop, adapter, receive)
+                    await tg.start(adapter.serve)
+                await tg.start(Control(self).serve, self.control_path)
+                for spec in self.cfg.worker_specs().values():
+                    self.supervisor.add(spec)
+                    self.supervisor.start(spec.agent_id)
+                self._recover()
+                self.state = "running"
+                self.notifier.ready(self.summary())
+                log.info("daemon_ready", pid=os.getpid(), agents=len(self.supervisor.slots),
+                         config=self.config_path or "<embedded default>")
+                tg.start_soon(self._keepalive)
+                async for signum in signals:
+                    self._handle_signal(signum, tg)
+        return self.exit_code
+
+    def _handle_signal(self, signum: int, tg: TaskGroup) -> None:
+        if signum == signal.SIGCHLD:
+            self.reap()
+        elif signum == signal.SIGHUP:
+            tg.start_soon(self._reload_quietly)
+        elif self.state == "stopping":  # a second SIGTERM/SIGINT: no more waiting
+            log.warning("stop_forced")
+            for slot in self.supervisor.slots.values():
+                slot.kill("daemon stop forced")
+        else:
+            tg.start_soon(self.shutdown)
+
+    def reap(self) -> None:
+        """Collect every exited child: workers, the zygote, and any orphan that was
+        reparented to us (we are a child subreaper), so none stays a zombie."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.zygote.pid:
+                self._zygote_exited(status)
+            else:
+                self.supervisor.child_exited(pid, status)
+
+    def _zygote_exited(self, status: int) -> None:
+        self.zygote.pid = -1
+        if self.state != "stopping":
+            log.error("zygote_died", status=status,
+                      consequence="no worker can be started; stopping so the service manager restarts hermesd")
+            self.exit_code = 1
+            assert self._task_group is not None
+            self._task_group.start_soon(self.shutdown)
+
+    async def _keepalive(self) -> None:
+        """Housekeeping on a timer: systemd watchdog pings, STATUS=, spool pruning."""
+        interval = self.notifier.watchdog_interval or 30.0
+        last_prune = 0.0
+        while True:
+            self.notifier.watchdog()
+            self.notifier.status(self.summary())
+            if time.monotonic() - last_prune > 3600:
+                self.spool.prune(time.time() - PRUNE_AFTER)
+                last_prune = time.monotonic()
+            await anyio.sleep(interval)
+
+    def summary(self) -> str:
+        states: dict[str, int] = {}
+        for slot in self.supervisor.slots.values():
+            states[slot.state] = states.get(slot.state, 0) + 1
+        return ", ".join(f"{count} {state}" for state, count in sorted(states.items())) or "no agents"
+
+    async def shutdown(self) -> None:
+        """Drain: take no new messages, let running turns finish (up to stop_timeout),
+        stop every worker, then the zygote.  Unfinished messages stay in the spool."""
+        if self.state == "stopping":
+            return
+        self.state = "stopping"
+        self.notifier.stopping()
+        log.info("daemon_stopping")
+        for adapter in self.adapters.values():
+            adapter.close_intake()
+        with anyio.move_on_after(self.cfg.daemon.stop_timeout):
+            while any(slot.inflight and slot.state is State.RUNNING
+                      for slot in self.supervisor.slots.values()):
+                await anyio.sleep(0.02)
+        async with anyio.create_task_group() as stops:
+            for agent_id in self.supervisor.slots:
+                stops.start_soon(self.supervisor.stop, agent_id)
+        self.zygote.close()
+        with anyio.move_on_after(self.cfg.daemon.stop_timeout):
+            while self.zygote.pid > 0:
+                await anyio.sleep(0.01)
+        self.spool.close()
+        log.info("daemon_stopped", code=self.exit_code)
+        assert self._task_group is not None
+        self._task_group.cancel_scope.cancel()
+
+    # ---------------------------------------------------------------- messages in
+
+    def receive(
+        self,
+        *,
+        platform: str,
+        external_id: str,
+        session_key: str,
+        text: str,
+        sender: str = "",
+        agent: str | None = None,
+    ) -> tuple[Inbound, Route, bool]:
+        entry, new = self.spool.put_inbound(
+            platform=platform, external_id=external_id, session_key=session_key,
+            text=text, sender=sender, agent=agent,
+        )  # fmt: skip
+        route = self._route(entry)
+        if new:
+            self._dispatch(entry, route)
+        return entry, route, new
+
+    def _route(self, entry: Inbound) -> Route:
+        if entry.agent is None:
+            return self.router.resolve(entry.session_key)
+        if entry.agent in self.supervisor.slots:
+            return Route(entry.agent, "chosen by sender")
+        return Route(None, f"no agent {entry.agent!r}")
+
+    def _dispatch(self, entry: Inbound, route: Route) -> None:
+        if route.agent is None:
+            log.warning("message_dropped", session=entry.session_key, msg_id=entry.msg_id,
+                        reason=route.rule)
+            self.spool.finish(entry.msg_id, error=route.rule)
+            return
+        log.debug("message_routed", agent=route.agent, session=entry.session_key,
+                  msg_id=entry.msg_id, rule=route.rule)
+        self.supervisor.deliver(route.agent, protocol.Deliver(
+            msg_id=entry.msg_id, platform=entry.platform, session_key=entry.session_key,
+            text=entry.text, sender=entry.sender,
+        ))  # fmt: skip
+
+    def _recover(self) -> None:
+        """After a restart: redeliver what no worker finished, resend what nobody got."""
+        pending = self.spool.pending()
+        for entry in pending:
+            self._dispatch(entry, self._route(entry))
+        undelivered = self.spool.undelivered()
+        for reply in undelivered:
+            self._enqueue(reply.platform, reply)
+        if pending or undelivered:
+            log.info("spool_recovered", redelivered=len(pending), replies=len(undelivered))
+
+    # ---------------------------------------------------------------- replies out
+
+    def _on_reply(self, slot: Slot, reply: protocol.Reply) -> None:
+        stored = self.spool.put_reply(msg_id=reply.msg_id, seq=reply.seq, agent=slot.agent_id,
+                                      session_key=reply.session_key, text=reply.text)
+        if stored is not None:
+            self._enqueue(stored.platform, stored)
+
+    def _on_done(self, slot: Slot, message: protocol.Deliver, done: protocol.Done) -> None:
+        if done.error:
+            log.warning("turn_failed", agent=slot.agent_id, session=message.session_key,
+                        msg_id=message.msg_id, error=done.error)
+        if self.spool.finish(message.msg_id, done.error):
+            self._enqueue(message.platform, Finished(message.msg_id, message.session_key, done.error))
+
+    def _enqueue(self, platform: str, item: Outgoing | Finished) -> None:
+        outbox = self._outboxes.get(platform)
+        if outbox is None:
+            log.warning("reply_held", platform=platform, reason="platform not enabled")
+        else:
+            outbox.send_nowait(item)
+
+    def open_messages(self, platform: str, session_key: str) -> list[int]:
+        return self.spool.open_messages(platform, session_key)
+
+    def retry(self, platform: str, session_key: str) -> None:
+        for reply in self.spool.undelivered(platform, session_key):
+            self._enqueue(platform, reply)
+
+    async def _deliver_loop(
+        self, adapter: Adapter, items: MemoryObjectReceiveStream[Outgoing | Finished]
+    ) -> None:
+        """The only place replies leave: one at a time per platform, in order, each marked
+        delivered (and its message acked when it was the last) once the adapter has it."""
+        async for item in items:
+            if isinstance(item, Finished):
+                await adapter.finished(item.msg_id, item.session_key, item.error)
+            elif not self.spool.is_delivered(item) and await adapter.deliver(item):
+                if self.spool.delivered(item):
+                    await adapter.finished(item.msg_id, item.session_key, None)
+
+    # ---------------------------------------------------------------- reload
+
+    async def _reload_quietly(self) -> None:
+        try:
+            await self.reload(wait=False)
+        except config.ConfigError:
+            pass  # already logged; the old configuration keeps running
+
+    async def reload(self, wait: bool) -> dict[str, list[str]]:
+        """Validate the file again, then restart only the agents whose spec changed."""
+        async with self._reload_lock:
+            try:
+                new = config.load(self.config_path) if self.config_path else config.embedded_default()
+                _check_fixed_paths(self.cfg, new)
+            except config.ConfigError as exc:
+                log.error("reload_rejected", error=str(exc))
+                raise
+            self.notifier.reloading()
+            old_specs = {agent_id: slot.spec for agent_id, slot in self.supervisor.slots.items()}
+            new_specs = new.worker_specs()
+            diff = {
+                "added": sorted(new_specs.keys() - old_specs.keys()),
+                "removed": sorted(old_specs.keys() - new_specs.keys()),
+                "changed": sorted(a for a in new_specs.keys() & old_specs.keys()
+                                  if new_specs[a] != old_specs[a]),
+            }
+            self.cfg, self.router = new, _router(new)
+            self.supervisor.settings = new.daemon
+            log.configure(new.daemon.log_level)
+            log.info("reload_applying", **{k: ",".join(v) for k, v in diff.items()})
+            done = anyio.Event()
+            assert self._task_group is not None
+            self._task_group.start_soon(self._apply, diff, new_specs, done)
+            if wait:
+                await done.wait()
+            return diff
+
+    async def _apply(self, diff: dict[str, list[str]], specs: dict[str, protocol.WorkerSpec],
+                     done: anyio.Event) -> None:
+        try:
+            orphans: list[protocol.Deliver] = []
+            async with anyio.create_task_group() as changes:
+                for agent_id in diff["changed"]:
+                    changes.start_soon(self.supervisor.replace, specs[agent_id])
+                for agent_id in diff["removed"]:
+                    changes.start_soon(self._remove, agent_id, orphans)
+            for agent_id in diff["added"]:
+                self.supervisor.add(specs[agent_id])
+                self.supervisor.start(agent_id)
+            for message in orphans:  # a removed agent's messages go where the routes now say
+                entry = self.spool.get(message.msg_id)
+                if entry is not None:
+                    self._dispatch(entry, self._route(entry))
+            await self._await_started(diff["added"] + diff["changed"])
+            self.notifier.ready(self.summary())
+            log.info("reload_done", agents=len(self.supervisor.slots))
+        finally:
+            done.set()
+
+    async def _remove(self, agent_id: str, orphans: list[protocol.Deliver]) -> None:
+        slot = await self.supervisor.remove(agent_id)
+        orphans.extend(slot.inflight.values())
+
+    async def _await_started(self, agent_ids: list[str]) -> None:
+        with anyio.move_on_after(self.cfg.daemon.stop_timeout):
+            while any(self.supervisor.slots[a].state in (State.STARTING, State.BACKOFF)
+                      for a in agent_ids if a in self.supervisor.slots):
+                await anyio.sleep(0.005)
+
+
+def _router(cfg: config.Config) -> Router:
+    return Router(((route.match, route.agent) for route in cfg.routes), cfg.daemon.default_agent)
+
+
+def _check_fixed_paths(old: config.Config, new: config.Config) -> None:
+    for key in ("state_dir", "runtime_dir"):
+        if getattr(old.daemon, key) != getattr(new.daemon, key):
+            raise config.ConfigError(new.source, 0, f"daemon.{key}",
+                                     "cannot change while hermesd runs; restart it instead")

@@ -1,0 +1,256 @@
+"""The durable inbox and outbox (DESIGN §5): nothing a user sent or an agent said is lost.
+
+Life of a message:
+
+    put_inbound()  -> PENDING   stored before it is routed; the platform offset moves after this
+    finish()       -> DONE      the worker said Done; its replies are already in the outbox
+    delivered()    -> ACKED     every reply of a DONE message reached the platform
+
+At start the daemon redelivers every PENDING message (workers drop the ones they already
+ran) and every undelivered reply.  ACKED rows are kept a while so that a platform
+re-sending an update it already gave us (same `external_id`) is recognised, then pruned.
+
+SQLite in WAL mode with synchronous=NORMAL: a commit survives a crash of the process,
+which is the failure this guards against; calls are short and made from the event loop
+thread, which is cheaper than a hop to a worker thread for sub-millisecond writes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from enum import IntEnum
+from pathlib import Path
+
+import msgspec
+
+
+class State(IntEnum):
+    PENDING = 0
+    DONE = 1
+    ACKED = 2
+
+
+class Inbound(msgspec.Struct, frozen=True, kw_only=True):
+    msg_id: int
+    platform: str
+    external_id: str
+    session_key: str
+    text: str
+    sender: str = ""
+    agent: str | None = None  # pinned by the sender (local chat), else routed
+
+
+class Outgoing(msgspec.Struct, frozen=True, kw_only=True):
+    reply_id: int
+    msg_id: int
+    seq: int
+    platform: str
+    session_key: str
+    agent: str
+    text: str
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS inbound (
+    msg_id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    platform    TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    session_key TEXT NOT NULL,
+    sender      TEXT NOT NULL,
+    agent       TEXT,
+    text        TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    state       INTEGER NOT NULL DEFAULT 0,
+    error       TEXT,
+    UNIQUE (platform, external_id)
+);
+CREATE INDEX IF NOT EXISTS inbound_open ON inbound (state, msg_id) WHERE state < 2;
+CREATE TABLE IF NOT EXISTS outbox (
+    reply_id     INTEGER PRIMARY KEY,
+    msg_id       INTEGER NOT NULL,
+    seq          INTEGER NOT NULL,
+    platform     TEXT NOT NULL,
+    session_key  TEXT NOT NULL,
+    agent        TEXT NOT NULL,
+    text         TEXT NOT NULL,
+    delivered_at REAL,
+    UNIQUE (msg_id, seq)
+);
+CREATE INDEX IF NOT EXISTS outbox_open ON outbox (reply_id) WHERE delivered_at IS NULL;
+"""
+
+_INBOUND_COLUMNS = "msg_id, platform, external_id, session_key, text, sender, agent"
+_OUTGOING_COLUMNS = "reply_id, msg_id, seq, platform, session_key, agent, text"
+
+
+def _inbound(row: tuple) -> Inbound:
+    return Inbound(
+        msg_id=row[0], platform=row[1], external_id=row[2], session_key=row[3],
+        text=row[4], sender=row[5], agent=row[6],
+    )  # fmt: skip
+
+
+def _outgoing(row: tuple) -> Outgoing:
+    return Outgoing(
+        reply_id=row[0], msg_id=row[1], seq=row[2], platform=row[3],
+        session_key=row[4], agent=row[5], text=row[6],
+    )  # fmt: skip
+
+
+class Spool:
+    """One SQLite file, `<state_dir>/spool.db`, owned by the parent process."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        fresh = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'inbound'"
+        ).fetchone() is None
+        self._db.executescript(_SCHEMA)
+        if fresh:
+            # Message ids start at the creation time in microseconds, so a spool that is
+            # deleted and recreated never reuses an id a worker remembers as handled.
+            self._db.execute(
+                "INSERT INTO sqlite_sequence (name, seq) VALUES ('inbound', ?)",
+                (time.time_ns() // 1000,),
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+    # ---------------------------------------------------------------- inbound
+
+    def put_inbound(
+        self,
+        *,
+        platform: str,
+        external_id: str,
+        session_key: str,
+        text: str,
+        sender: str = "",
+        agent: str | None = None,
+    ) -> tuple[Inbound, bool]:
+        """Store a message before anything acts on it.  Returns the entry and whether it is
+        new: a platform repeating an update (same `external_id`) gets the stored entry back."""
+        cursor = self._db.execute(
+            "INSERT INTO inbound (platform, external_id, session_key, sender, agent, text,"
+            " received_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (platform, external_id) DO NOTHING",
+            (platform, external_id, session_key, sender, agent, text, time.time()),
+        )
+        if cursor.rowcount:
+            return Inbound(
+                msg_id=cursor.lastrowid or 0, platform=platform, external_id=external_id,
+                session_key=session_key, text=text, sender=sender, agent=agent,
+            ), True  # fmt: skip
+        row = self._db.execute(
+            f"SELECT {_INBOUND_COLUMNS} FROM inbound WHERE platform = ? AND external_id = ?",
+            (platform, external_id),
+        ).fetchone()
+        return _inbound(row), False
+
+    def get(self, msg_id: int) -> Inbound | None:
+        row = self._db.execute(
+            f"SELECT {_INBOUND_COLUMNS} FROM inbound WHERE msg_id = ?", (msg_id,)
+        ).fetchone()
+        return None if row is None else _inbound(row)
+
+    def pending(self) -> list[Inbound]:
+        """Messages no worker has finished, oldest first: to redeliver at start."""
+        rows = self._db.execute(
+            f"SELECT {_INBOUND_COLUMNS} FROM inbound WHERE state = 0 ORDER BY msg_id"
+        )
+        return [_inbound(row) for row in rows]
+
+    def open_messages(self, platform: str, session_key: str) -> list[int]:
+        """Ids of this conversation's messages whose replies have not all been delivered."""
+        rows = self._db.execute(
+            "SELECT msg_id FROM inbound WHERE state < 2 AND platform = ? AND session_key = ?"
+            " ORDER BY msg_id",
+            (platform, session_key),
+        )
+        return [row[0] for row in rows]
+
+    def finish(self, msg_id: int, error: str | None = None) -> bool:
+        """The worker is done with `msg_id`.  Returns True if that also acked it (no reply
+        is waiting for delivery)."""
+        with self._transaction():
+            self._db.execute(
+                "UPDATE inbound SET state = 1, error = ? WHERE msg_id = ? AND state = 0",
+                (error, msg_id),
+            )
+            return self._ack_if_delivered(msg_id)
+
+    # ---------------------------------------------------------------- outbox
+
+    def put_reply(
+        self, *, msg_id: int, seq: int, agent: str, session_key: str, text: str
+    ) -> Outgoing | None:
+        """Store a reply for delivery on the platform its message came from.  Returns None
+        for a (msg_id, seq) already stored: a worker re-running a message it had begun."""
+        row = self._db.execute(
+            "INSERT INTO outbox (msg_id, seq, platform, session_key, agent, text)"
+            " SELECT ?, ?, platform, ?, ?, ? FROM inbound WHERE msg_id = ? AND state = 0"
+            f" ON CONFLICT (msg_id, seq) DO NOTHING RETURNING {_OUTGOING_COLUMNS}",
+            (msg_id, seq, session_key, agent, text, msg_id),
+        ).fetchone()
+        return None if row is None else _outgoing(row)
+
+    def undelivered(self, platform: str | None = None, session_key: str | None = None) -> list[Outgoing]:
+        """Replies not yet delivered, oldest first; all of them, or one conversation's."""
+        query = f"SELECT {_OUTGOING_COLUMNS} FROM outbox WHERE delivered_at IS NULL"
+        if platform is not None:
+            query += " AND platform = ? AND session_key = ?"
+        rows = self._db.execute(
+            query + " ORDER BY reply_id", () if platform is None else (platform, session_key)
+        )
+        return [_outgoing(row) for row in rows]
+
+    def is_delivered(self, reply: Outgoing) -> bool:
+        row = self._db.execute(
+            "SELECT delivered_at IS NOT NULL FROM outbox WHERE reply_id = ?", (reply.reply_id,)
+        ).fetchone()
+        return row is None or bool(row[0])
+
+    def delivered(self, reply: Outgoing) -> bool:
+        """Mark a reply delivered; returns True if that acked its message."""
+        with self._transaction():
+            self._db.execute(
+                "UPDATE outbox SET delivered_at = ? WHERE reply_id = ?",
+                (time.time(), reply.reply_id),
+            )
+            return self._ack_if_delivered(reply.msg_id)
+
+    # ---------------------------------------------------------------- upkeep
+
+    def prune(self, older_than: float) -> int:
+        """Forget acked messages received before `older_than` (a time.time() value)."""
+        with self._transaction():
+            self._db.execute(
+                "DELETE FROM outbox WHERE msg_id IN (SELECT msg_id FROM inbound"
+                " WHERE state = 2 AND received_at < ?)",
+                (older_than,),
+            )
+            return self._db.execute(
+                "DELETE FROM inbound WHERE state = 2 AND received_at < ?", (older_than,)
+            ).rowcount
+
+    def _ack_if_delivered(self, msg_id: int) -> bool:
+        return bool(
+            self._db.execute(
+                "UPDATE inbound SET state = 2 WHERE msg_id = ? AND state = 1 AND NOT EXISTS"
+                " (SELECT 1 FROM outbox WHERE msg_id = ? AND delivered_at IS NULL)",
+                (msg_id, msg_id),
+            ).rowcount
+        )
+
+    def _transaction(self) -> sqlite3.Connection:
+        # In autocommit mode the connection's context manager does not open a transaction,
+        # so BEGIN explicitly; `with self._db` then commits or rolls back.
+        self._db.execute("BEGIN")
+        return self._db

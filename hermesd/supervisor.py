@@ -1,0 +1,321 @@
+"""Keeps one worker process per agent alive, and carries messages to and from it.
+
+Each agent is a `Slot`: a small state machine (starting -> running -> stopping -> stopped,
+or backoff -> ... -> fatal) plus the messages it owes answers for.  A slot that should run
+has exactly one `_supervise` task in the supervisor's task group; that task spawns the
+process, owns its socket, and decides what happens when it exits.  Exits are learnt from
+`waitpid` (the daemon reaps every child and calls `child_exited`), never guessed from a
+closed socket.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from enum import StrEnum
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from hermesd import log, protocol
+from hermesd.config import DaemonConfig
+from hermesd.zygote import Zygote, ZygoteError
+
+_TO_WORKER = protocol.Codec(protocol.ParentFrame)
+_FROM_WORKER = protocol.Codec(protocol.WorkerFrame)
+
+
+class State(StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    BACKOFF = "backoff"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FATAL = "fatal"
+
+
+class Slot:
+    """One agent: its desired and actual state, its process, and its unanswered messages."""
+
+    def __init__(self, spec: protocol.WorkerSpec) -> None:
+        self.spec = spec
+        self.state = State.STOPPED
+        self.wanted = False
+        self.pid: int | None = None
+        self.started_at: float | None = None  # time.time() of the last Hello
+        self.restarts = 0
+        self.last_error = ""
+        self.failures: deque[float] = deque()  # monotonic times of recent failures
+        self.inflight: dict[int, protocol.Deliver] = {}  # in arrival order
+        self.frames: MemoryObjectSendStream[protocol.ParentFrame] | None = None
+        self.exited = anyio.Event()
+        self.exit_status: int | None = None
+        self.last_seen = 0.0
+        self.task_done = anyio.Event()
+        self.task_done.set()
+        self.backoff: anyio.CancelScope | None = None
+
+    @property
+    def agent_id(self) -> str:
+        return self.spec.agent_id
+
+    def send(self, frame: protocol.ParentFrame) -> None:
+        if self.frames is not None and self.state is State.RUNNING:
+            self.frames.send_nowait(frame)
+
+    def kill(self, reason: str) -> None:
+        if self.pid is not None and not self.exited.is_set():
+            self.last_error = reason
+            log.warning("worker_killed", agent=self.agent_id, pid=self.pid, reason=reason)
+            os.kill(self.pid, signal.SIGKILL)
+
+
+class Supervisor:
+    """Spawns, watches and replaces workers; routes frames between them and the daemon."""
+
+    def __init__(
+        self,
+        zygote: Zygote,
+        settings: DaemonConfig,
+        on_reply: Callable[[Slot, protocol.Reply], None],
+        on_done: Callable[[Slot, protocol.Deliver, protocol.Done], None],
+    ) -> None:
+        self.zygote = zygote
+        self.settings = settings
+        self.slots: dict[str, Slot] = {}
+        self._on_reply = on_reply
+        self._on_done = on_done
+        self._by_pid: dict[int, Slot] = {}
+        self._early_exits: dict[int, int] = {}
+        self._task_group: TaskGroup | None = None
+
+    async def run(self, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Own every agent task; returns when cancelled (after `stop_all`)."""
+        async with anyio.create_task_group() as self._task_group:
+            task_status.started()
+            await anyio.sleep_forever()
+
+    # ---------------------------------------------------------------- lifecycle verbs
+
+    def add(self, spec: protocol.WorkerSpec) -> Slot:
+        slot = self.slots[spec.agent_id] = Slot(spec)
+        return slot
+
+    def start(self, agent_id: str) -> None:
+        slot = self.slots[agent_id]
+        slot.wanted = True
+        slot.failures.clear()
+        if slot.task_done.is_set():
+            slot.task_done = anyio.Event()
+            assert self._task_group is not None
+            self._task_group.start_soon(self._supervise, slot, name=f"agent {agent_id}")
+
+    async def stop(self, agent_id: str) -> None:
+        """Ask the worker to finish its turns and exit; kill it after `stop_timeout`."""
+        slot = self.slots[agent_id]
+        slot.wanted = False
+        if slot.backoff is not None:
+            slot.backoff.cancel()
+        if slot.pid is not None and not slot.exited.is_set():
+            slot.state = State.STOPPING
+            if slot.frames is not None:
+                slot.frames.send_nowait(protocol.Stop())
+            with anyio.move_on_after(self.settings.stop_timeout):
+                await slot.exited.wait()
+            slot.kill(f"did not stop within {self.settings.stop_timeout}s")
+        await slot.task_done.wait()
+        slot.state = State.STOPPED
+
+    async def restart(self, agent_id: str) -> None:
+        await self.stop(agent_id)
+        self.start(agent_id)
+
+    async def remove(self, agent_id: str) -> Slot:
+        await self.stop(agent_id)
+        return self.slots.pop(agent_id)
+
+    async def replace(self, spec: protocol.WorkerSpec) -> None:
+        """Restart an agent with a new spec; its unanswered messages go to the new process."""
+        slot = self.slots[spec.agent_id]
+        await self.stop(spec.agent_id)
+        slot.spec = spec
+        self.start(spec.agent_id)
+
+    def deliver(self, agent_id: str, message: protocol.Deliver) -> None:
+        slot = self.slots[agent_id]
+        slot.inflight[message.msg_id] = message
+        slot.send(message)
+
+    def child_exited(self, pid: int, status: int) -> None:
+        """Called by the daemon for every reaped child."""
+        slot = self._by_pid.pop(pid, None)
+        if slot is None:
+            self._early_exits[pid] = status  # reaped before the zygote told us its pid
+            return
+        slot.exit_status = status
+        slot.exited.set()
+
+    # ---------------------------------------------------------------- one agent's life
+
+    async def _supervise(self, slot: Slot) -> None:
+        try:
+            while slot.wanted:
+                started = time.monotonic()
+                await self._run_once(slot)
+                if not slot.wanted:
+                    break
+                delay = self._record_failure(slot, time.monotonic() - started)
+                if delay is None:
+                    slot.state = State.FATAL
+                    log.error("agent_fatal", agent=slot.agent_id, failures=len(slot.failures),
+                              window=self.settings.fatal_window, error=slot.last_error)
+                    return
+                slot.restarts += 1
+                if delay:
+                    slot.state = State.BACKOFF
+                    log.info("agent_backoff", agent=slot.agent_id, delay=f"{delay:.3f}")
+                    slot.backoff = anyio.CancelScope(deadline=anyio.current_time() + delay)
+                    with slot.backoff:  # cancelled early by stop()
+                        await anyio.sleep_forever()
+                    slot.backoff = None
+            slot.state = State.STOPPED
+        finally:
+            slot.task_done.set()
+
+    async def _run_once(self, slot: Slot) -> None:
+        slot.state = State.STARTING
+        slot.exited = anyio.Event()
+        slot.exit_status = None
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            try:
+                slot.pid = await self.zygote.spawn(slot.spec, theirs)
+            except ZygoteError as exc:
+                slot.last_error = f"spawn failed: {exc}"
+                log.error("spawn_failed", agent=slot.agent_id, error=str(exc))
+                return
+            finally:
+                theirs.close()
+            self._by_pid[slot.pid] = slot
+            if slot.pid in self._early_exits:
+                self.child_exited(slot.pid, self._early_exits.pop(slot.pid))
+            log.info("worker_spawned", agent=slot.agent_id, pid=slot.pid)
+            stream = await anyio.abc.UNIXSocketStream.from_socket(ours)
+            send, frames = anyio.create_memory_object_stream[protocol.ParentFrame](math.inf)
+            slot.frames = send
+            slot.last_seen = time.monotonic()
+            async with anyio.create_task_group() as connection, stream:
+                connection.start_soon(self._read_frames, slot, stream)
+                connection.start_soon(self._write_frames, stream, frames)
+                connection.start_soon(self._heartbeat, slot)
+                await slot.exited.wait()
+                connection.cancel_scope.cancel()
+        finally:
+            slot.frames = None
+            slot.started_at = None
+            self._by_pid.pop(slot.pid or -1, None)
+            if slot.exit_status is not None:
+                self._log_exit(slot)
+            slot.pid = None
+
+    def _log_exit(self, slot: Slot) -> None:
+        status = slot.exit_status or 0
+        if os.WIFSIGNALED(status):
+            how = f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+        else:
+            how = f"exit status {os.WEXITSTATUS(status)}"
+        if slot.wanted and not slot.last_error.startswith(("no heartbeat", "protocol error")):
+            slot.last_error = f"worker {how}"
+        log.info("worker_exited", agent=slot.agent_id, pid=slot.pid, status=how)
+
+    def _record_failure(self, slot: Slot, ran_for: float) -> float | None:
+        """How long to wait before the next start, or None to give up (fatal).
+
+        The first failure after a stable run restarts at once; repeated ones back off
+        exponentially with jitter; `fatal_failures` within `fatal_window` is fatal.
+        """
+        settings = self.settings
+        now = time.monotonic()
+        if ran_for >= settings.backoff_reset_after:
+            slot.failures.clear()
+        slot.failures.append(now)
+        while slot.failures and now - slot.failures[0] > settings.fatal_window:
+            slot.failures.popleft()
+        if len(slot.failures) >= settings.fatal_failures:
+            return None
+        if len(slot.failures) == 1:
+            return 0.0
+        delay = min(settings.backoff_max, settings.backoff_initial * 2 ** (len(slot.failures) - 2))
+        return delay * random.uniform(0.5, 1.0)
+
+    # ---------------------------------------------------------------- the connection
+
+    async def _read_frames(self, slot: Slot, stream: anyio.abc.ByteStream) -> None:
+        reader = protocol.FrameReader()
+        try:
+            while True:
+                try:
+                    data = await stream.receive()
+                except (anyio.EndOfStream, anyio.BrokenResourceError):
+                    reader.close()
+                    return  # the exit itself arrives through child_exited
+                slot.last_seen = time.monotonic()
+                for body in reader.feed(data):
+                    self._handle(slot, _FROM_WORKER.decode(body))
+        except protocol.ProtocolError as exc:
+            slot.kill(f"protocol error: {exc}")
+
+    def _handle(self, slot: Slot, frame: protocol.WorkerFrame) -> None:
+        if isinstance(frame, protocol.Reply):
+            if frame.msg_id in slot.inflight:
+                self._on_reply(slot, frame)
+        elif isinstance(frame, protocol.Done):
+            message = slot.inflight.pop(frame.msg_id, None)
+            if message is not None:
+                self._on_done(slot, message, frame)
+        elif isinstance(frame, protocol.Hello):
+            if frame.agent_id != slot.agent_id or frame.pid != slot.pid:
+                raise protocol.ProtocolError(f"hello from {frame.agent_id} pid {frame.pid}")
+            slot.state = State.RUNNING
+            slot.started_at = time.time()
+            log.info("agent_running", agent=slot.agent_id, pid=slot.pid,
+                     redelivering=len(slot.inflight))
+            for message in slot.inflight.values():
+                slot.send(message)
+        elif isinstance(frame, protocol.Log):
+            log.emit(frame.level, frame.event, agent=slot.agent_id, session=frame.session_key,
+                     **frame.fields)
+            if frame.level == "error":
+                slot.last_error = f"{frame.event}: {frame.fields.get('error', '')}".rstrip(": ")
+        # Typing and Pong only prove liveness (last_seen); adapters learn of typing later.
+
+    @staticmethod
+    async def _write_frames(
+        stream: anyio.abc.ByteStream, frames: MemoryObjectReceiveStream[protocol.ParentFrame]
+    ) -> None:
+        async for frame in frames:
+            batch = [_TO_WORKER.encode(frame)]
+            while True:
+                try:
+                    batch.append(_TO_WORKER.encode(frames.receive_nowait()))
+                except anyio.WouldBlock:
+                    break
+            await stream.send(b"".join(batch))
+
+    async def _heartbeat(self, slot: Slot) -> None:
+        interval, timeout = self.settings.heartbeat_interval, self.settings.heartbeat_timeout
+        seq = 0
+        while True:
+            await anyio.sleep(interval)
+            if time.monotonic() - slot.last_seen > timeout:
+                slot.kill(f"no heartbeat for {timeout}s")
+                return
+            seq += 1
+            slot.send(protocol.Ping(seq))

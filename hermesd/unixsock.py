@@ -1,0 +1,82 @@
+"""What the control and local sockets share: a listener only trusted users can reach, and
+a connection that speaks length-prefixed JSON frames."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import socket
+import struct
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import SocketAttribute, SocketListener, SocketStream
+
+from hermesd import protocol
+
+_PEERCRED = struct.Struct("3i")
+
+
+async def listen(path: Path) -> SocketListener:
+    """Bind `path` as a 0660 socket (a stale one from a dead daemon is replaced: the caller
+    holds the runtime-dir lock, so no live daemon owns it)."""
+    path.unlink(missing_ok=True)
+    old_umask = os.umask(0o117)
+    try:
+        listener = await anyio.create_unix_listener(path)
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o660)
+    return listener
+
+
+def peer_refusal(stream: SocketStream) -> str | None:
+    """Why this peer may not talk to us, or None.  Allowed: root, our own uid, and members
+    of our group (the file mode already says so; SO_PEERCRED makes it hold even if the
+    socket file's mode or owner is changed)."""
+    sock: socket.socket = stream.extra(SocketAttribute.raw_socket)
+    _pid, uid, gid = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+    our_gid = os.getgid()
+    if uid in (0, os.getuid()) or gid == our_gid:
+        return None
+    try:
+        user = pwd.getpwuid(uid).pw_name
+        if our_gid in os.getgrouplist(user, gid) or user in grp.getgrgid(our_gid).gr_mem:
+            return None
+    except KeyError:
+        pass
+    return f"uid {uid} is not root, uid {os.getuid()} or in group {our_gid}"
+
+
+class FramedConnection:
+    """One client connection: JSON frames in, JSON frames out, one writer at a time."""
+
+    def __init__(self, stream: SocketStream, incoming: Any, outgoing: Any) -> None:
+        self.stream = stream
+        self._in = protocol.Codec(incoming, json=True)
+        self._out = protocol.Codec(outgoing, json=True)
+        self._reader = protocol.FrameReader(max_frame=1024 * 1024)
+        self._pending: list[Any] = []
+        self._lock = anyio.Lock()
+
+    async def receive(self) -> Any:
+        """The next frame, or None at end of stream.  Raises ProtocolError on garbage."""
+        while not self._pending:
+            try:
+                data = await self.stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                self._reader.close()
+                return None
+            self._pending = [self._in.decode(body) for body in self._reader.feed(data)]
+        return self._pending.pop(0)
+
+    async def send(self, message: Any) -> bool:
+        """False if the peer has gone (the caller decides what that means)."""
+        async with self._lock:
+            try:
+                await self.stream.send(self._out.encode(message))
+                return True
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                return False

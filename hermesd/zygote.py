@@ -1,0 +1,155 @@
+"""The zygote: a pre-warmed process that forks agent workers on request.
+
+It is forked from the daemon at start, before the daemon imports platform libraries or
+starts its event loop, so it holds only the worker code.  It imports that code once,
+freezes the GC (collected objects would otherwise be written to, un-sharing their pages),
+and then each worker is a fork of it: a new agent costs a few pages, not an interpreter.
+
+Who reaps whom: the daemon is a child subreaper, and the zygote double-forks (zygote ->
+short-lived intermediate -> worker).  The intermediate exits at once, so the worker is
+reparented to the daemon, which reaps it and whose death kills it (PDEATHSIG).  The zygote
+only ever waits for its own intermediates and never accumulates children.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import socket
+import struct
+import traceback
+
+from hermesd import protocol
+
+_REQUESTS = protocol.Codec(protocol.SpawnRequest)
+_REPLIES = protocol.Codec(protocol.ZygoteFrame)
+_PID = struct.Struct(">i")
+
+
+class ZygoteError(Exception):
+    """The zygote is gone or refused to spawn; no worker can start."""
+
+
+def fork_zygote(close_in_child: list[int]) -> tuple[int, socket.socket]:
+    """Fork the zygote.  Returns its pid and the daemon's end of the request channel.
+    `close_in_child`: descriptors only the daemon may hold (its runtime-dir lock).
+
+    SOCK_SEQPACKET keeps each request and its attached descriptor together as one record.
+    """
+    from workers import sandbox
+
+    sandbox.prctl(sandbox.PR_SET_CHILD_SUBREAPER, 1)
+    daemon_pid = os.getpid()
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:
+        ours.close()
+        for fd in close_in_child:
+            os.close(fd)
+        code = 1
+        try:
+            code = _serve(theirs, daemon_pid)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    theirs.close()
+    return pid, ours
+
+
+def _serve(channel: socket.socket, daemon_pid: int) -> int:
+    from setproctitle import setproctitle
+
+    from workers import main as _preload, sandbox  # noqa: F401  (imported to be shared)
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the daemon's to handle
+    sandbox.die_with(daemon_pid)
+    setproctitle("hermesd: zygote")
+    gc.collect()
+    gc.freeze()
+    while True:
+        data, fds, _flags, _addr = socket.recv_fds(channel, protocol.MAX_FRAME + 4, 1)
+        if not data:
+            return 0  # the daemon closed the channel: shut down
+        request = _REQUESTS.decode(data[4:])
+        if not fds:
+            reply: object = protocol.SpawnFailed(request.request_id, "no socket attached")
+        else:
+            try:
+                pid = _spawn(channel, fds[0], request, daemon_pid)
+                reply = protocol.Spawned(request.request_id, pid)
+            except OSError as exc:
+                reply = protocol.SpawnFailed(request.request_id, f"fork failed: {exc}")
+            finally:
+                os.close(fds[0])
+        channel.send(_REPLIES.encode(reply))
+
+
+def _spawn(
+    channel: socket.socket, worker_fd: int, request: protocol.SpawnRequest, daemon_pid: int
+) -> int:
+    """Double-fork one worker and return its pid."""
+    from workers import main as worker_main  # already imported by _serve: a dict lookup
+
+    read_end, write_end = os.pipe()
+    intermediate = os.fork()
+    if intermediate == 0:
+        try:
+            os.close(read_end)
+            worker = os.fork()
+            if worker == 0:
+                os.close(write_end)
+                channel.close()
+                worker_main.run(worker_fd, request.spec, daemon_pid)  # never returns
+            os.write(write_end, _PID.pack(worker))
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        data = os.read(read_end, _PID.size)
+    finally:
+        os.close(read_end)
+        os.waitpid(intermediate, 0)
+    if len(data) != _PID.size:
+        raise OSError("intermediate process died before reporting the worker pid")
+    return _PID.unpack(data)[0]
+
+
+class Zygote:
+    """The daemon's handle on the zygote: spawn requests, one at a time."""
+
+    def __init__(self, pid: int, channel: socket.socket) -> None:
+        self.pid = pid
+        self._channel = channel
+        self._channel.setblocking(False)
+        self._next_id = 0
+        import anyio  # the daemon side only: imported after the fork
+
+        self._lock = anyio.Lock()
+
+    async def spawn(self, spec: protocol.WorkerSpec, worker_socket: socket.socket) -> int:
+        """Fork a worker for `spec` holding `worker_socket`; returns its pid."""
+        import anyio
+
+        async with self._lock:
+            self._next_id += 1
+            request = protocol.SpawnRequest(self._next_id, spec)
+            try:
+                await anyio.wait_writable(self._channel)
+                socket.send_fds(self._channel, [_REQUESTS.encode(request)], [worker_socket.fileno()])
+                await anyio.wait_readable(self._channel)
+                data = self._channel.recv(protocol.MAX_FRAME + 4)
+            except OSError as exc:
+                raise ZygoteError(f"zygote channel failed: {exc}") from None
+            if not data:
+                raise ZygoteError("zygote exited")
+            reply = _REPLIES.decode(data[4:])
+            if isinstance(reply, protocol.SpawnFailed):
+                raise ZygoteError(reply.error)
+            return reply.pid
+
+    def close(self) -> None:
+        """Closing the channel makes the zygote exit; the daemon reaps it."""
+        self._channel.close()
+

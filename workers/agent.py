@@ -1,0 +1,77 @@
+"""One agent inside its worker: turns run in order per session key, concurrently across
+keys, and each message is answered once however often it is delivered."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+import anyio
+from anyio.abc import TaskGroup
+
+from hermesd.protocol import Deliver, Done, Log, Reply, Stats, Typing, WorkerFrame
+from workers.ledger import Ledger
+from workers.runtimes import Runtime
+
+
+class Agent:
+    def __init__(
+        self, runtime: Runtime, ledger: Ledger, send: Callable[[WorkerFrame], None]
+    ) -> None:
+        self._runtime = runtime
+        self._ledger = ledger
+        self._send = send
+        self._queues: dict[str, deque[Deliver]] = {}
+        self._turns = 0
+        self.idle = anyio.Event()
+        self.idle.set()
+
+    def stats(self) -> Stats:
+        return Stats(turns=self._turns, active_sessions=len(self._queues))
+
+    def deliver(self, message: Deliver, task_group: TaskGroup) -> None:
+        """Queue behind the session's earlier messages; a session with no queue gets a
+        drain task that lives until its queue is empty (no idle task per session)."""
+        queue = self._queues.get(message.session_key)
+        if queue is not None:
+            queue.append(message)
+            return
+        self._queues[message.session_key] = deque([message])
+        if self.idle.is_set():
+            self.idle = anyio.Event()
+        task_group.start_soon(self._drain, message.session_key)
+
+    async def _drain(self, session_key: str) -> None:
+        queue = self._queues[session_key]
+        while queue:
+            await self._answer(queue[0])
+            queue.popleft()
+        del self._queues[session_key]
+        if not self._queues:
+            self.idle.set()
+
+    async def _answer(self, message: Deliver) -> None:
+        stored = self._ledger.replies_of(message.msg_id)
+        if stored is not None:  # a redelivery: say the same again, run nothing
+            self._send_replies(message, stored)
+            self._send(Done(msg_id=message.msg_id))
+            return
+        self._send(Typing(message.session_key))
+        replies: list[str] = []
+        error = None
+        try:
+            async for text in self._runtime.turn(message):
+                self._send_replies(message, [text], first_seq=len(replies))
+                replies.append(text)
+        except Exception as exc:  # a failed turn must not take the other sessions down
+            error = f"{type(exc).__name__}: {exc}"
+            self._send(Log(level="error", event="turn_failed", session_key=message.session_key,
+                           fields={"msg_id": str(message.msg_id), "error": error}))
+        self._turns += 1
+        self._ledger.record(message.msg_id, replies)
+        self._send(Done(msg_id=message.msg_id, error=error))
+
+    def _send_replies(self, message: Deliver, texts: list[str], first_seq: int = 0) -> None:
+        for seq, text in enumerate(texts, first_seq):
+            self._send(Reply(msg_id=message.msg_id, seq=seq, session_key=message.session_key,
+                             text=text))

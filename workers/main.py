@@ -1,0 +1,88 @@
+"""A worker process: set itself up, then serve the parent's frames until told to stop.
+
+Entered from the zygote right after fork, never imported to do work in the daemon.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+import traceback
+from pathlib import Path
+from typing import NoReturn
+
+import anyio
+from anyio.abc import ByteStream
+from anyio.streams.memory import MemoryObjectReceiveStream
+from setproctitle import setproctitle
+
+from hermesd import protocol
+from workers import runtimes, sandbox
+from workers.agent import Agent
+from workers.ledger import Ledger
+
+_FROM_PARENT = protocol.Codec(protocol.ParentFrame)
+_TO_PARENT = protocol.Codec(protocol.WorkerFrame)
+
+
+def run(fd: int, spec: protocol.WorkerSpec, daemon_pid: int) -> NoReturn:
+    """The worker's whole life; its exit status tells the supervisor how it ended."""
+    code = 1
+    try:
+        os.setsid()
+        sandbox.die_with(daemon_pid)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        setproctitle(f"hermesd: agent {spec.agent_id}")
+        code = anyio.run(_serve, socket.socket(fileno=fd), spec)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+async def _serve(sock: socket.socket, spec: protocol.WorkerSpec) -> int:
+    workspace = Path(spec.workspace)
+    workspace.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(workspace / "state.db")
+    runtime = runtimes.load(spec)
+    stream = await anyio.abc.UNIXSocketStream.from_socket(sock)
+    send, frames = anyio.create_memory_object_stream[protocol.WorkerFrame](math.inf)
+    agent = Agent(runtime, ledger, send.send_nowait)
+    send.send_nowait(protocol.Hello(spec.agent_id, os.getpid()))
+    reader = protocol.FrameReader()
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(_write_frames, stream, frames)
+        while True:
+            try:
+                data = await stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                task_group.cancel_scope.cancel()  # the parent is gone: nobody to answer
+                return 0
+            for body in reader.feed(data):
+                message = _FROM_PARENT.decode(body)
+                if isinstance(message, protocol.Deliver):
+                    agent.deliver(message, task_group)
+                elif isinstance(message, protocol.Ping):
+                    send.send_nowait(protocol.Pong(message.seq, agent.stats()))
+                else:  # Stop: finish what was started, flush, exit
+                    await agent.idle.wait()
+                    send.close()
+                    return 0
+    return 0
+
+
+async def _write_frames(
+    stream: ByteStream, frames: MemoryObjectReceiveStream[protocol.WorkerFrame]
+) -> None:
+    """The only writer of the socket; sends everything queued so far in one write."""
+    async with frames:
+        async for frame in frames:
+            batch = [_TO_PARENT.encode(frame)]
+            while True:
+                try:
+                    batch.append(_TO_PARENT.encode(frames.receive_nowait()))
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+            await stream.send(b"".join(batch))

@@ -1,0 +1,21 @@
+"""Agent runtimes: what turns a message into replies.  Each exposes `turn(Deliver)`, an
+async iterator of reply texts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from hermesd.protocol import Deliver, WorkerSpec
+
+
+class Runtime(Protocol):
+    def turn(self, message: Deliver) -> AsyncIterator[str]: ...
+
+
+def load(spec: WorkerSpec) -> Runtime:
+    if spec.runtime == "echo":
+        from workers.runtimes.echo import EchoRuntime
+
+        return EchoRuntime(spec)
+    raise RuntimeError(f"runtime {spec.runtime!r} is not available in this build")
