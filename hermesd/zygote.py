@@ -61,11 +61,12 @@ def fork_zygote(close_in_child: list[int]) -> tuple[int, socket.socket]:
 def _serve(channel: socket.socket, daemon_pid: int) -> int:
     from setproctitle import setproctitle
 
-    from workers import main as _preload, sandbox  # noqa: F401  (imported to be shared)
+    from workers import main as worker_main, sandbox
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the daemon's to handle
     sandbox.die_with(daemon_pid)
     setproctitle("hermesd: zygote")
+    worker_main.warm_up()
     gc.collect()
     gc.freeze()
     while True:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 from hermesd.protocol import Deliver, WorkerSpec
+from workers.runtimes.echo import EchoRuntime
 
 
 class Runtime(Protocol):
@@ -15,7 +16,5 @@ class Runtime(Protocol):
 
 def load(spec: WorkerSpec) -> Runtime:
     if spec.runtime == "echo":
-        from workers.runtimes.echo import EchoRuntime
-
         return EchoRuntime(spec)
     raise RuntimeError(f"runtime {spec.runtime!r} is not available in this build")
