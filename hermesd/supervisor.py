@@ -52,6 +52,8 @@ class Slot:
         self.started_at: float | None = None  # time.time() of the last Hello
         self.restarts = 0
         self.last_error = ""
+        self.logged_error = ""  # the worker's own last error line, joined to its exit
+        self.kill_reason = ""  # why we killed it, if we did
         self.failures: deque[float] = deque()  # monotonic times of recent failures
         self.inflight: dict[int, protocol.Deliver] = {}  # in arrival order
         self.frames: MemoryObjectSendStream[protocol.ParentFrame] | None = None
@@ -72,7 +74,7 @@ class Slot:
 
     def kill(self, reason: str) -> None:
         if self.pid is not None and not self.exited.is_set():
-            self.last_error = reason
+            self.kill_reason = reason
             log.warning("worker_killed", agent=self.agent_id, pid=self.pid, reason=reason)
             os.kill(self.pid, signal.SIGKILL)
 
@@ -231,8 +233,11 @@ class Supervisor:
             how = f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
         else:
             how = f"exit status {os.WEXITSTATUS(status)}"
-        if slot.wanted and not slot.last_error.startswith(("no heartbeat", "protocol error")):
-            slot.last_error = f"worker {how}"
+        if slot.kill_reason:
+            slot.last_error = slot.kill_reason
+        elif slot.wanted:
+            slot.last_error = f"worker {how}" + (f": {slot.logged_error}" if slot.logged_error else "")
+        slot.kill_reason = slot.logged_error = ""
         log.info("worker_exited", agent=slot.agent_id, pid=slot.pid, status=how)
 
     def _record_failure(self, slot: Slot, ran_for: float) -> float | None:
@@ -293,7 +298,7 @@ class Supervisor:
             log.emit(frame.level, frame.event, agent=slot.agent_id, session=frame.session_key,
                      **frame.fields)
             if frame.level == "error":
-                slot.last_error = f"{frame.event}: {frame.fields.get('error', '')}".rstrip(": ")
+                slot.logged_error = f"{frame.event}: {frame.fields.get('error', '')}".rstrip(": ")
         # Typing and Pong only prove liveness (last_seen); adapters learn of typing later.
 
     @staticmethod

@@ -47,11 +47,17 @@ def run(fd: int, spec: protocol.WorkerSpec, daemon_pid: int) -> NoReturn:
 
 
 async def _serve(sock: socket.socket, spec: protocol.WorkerSpec) -> int:
-    workspace = Path(spec.workspace)
-    workspace.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger(workspace / "state.db")
-    runtime = runtimes.load(spec)
     stream = await anyio.abc.UNIXSocketStream.from_socket(sock)
+    try:
+        workspace = Path(spec.workspace)
+        workspace.mkdir(parents=True, exist_ok=True)
+        ledger = Ledger(workspace / "state.db")
+        runtime = runtimes.load(spec)
+    except Exception as exc:  # tell the parent why, so `hermesctl status` can show it
+        error = protocol.Log(level="error", event="worker_setup_failed",
+                             fields={"error": f"{type(exc).__name__}: {exc}"})
+        await stream.send(_TO_PARENT.encode(error))
+        return 1
     send, frames = anyio.create_memory_object_stream[protocol.WorkerFrame](math.inf)
     agent = Agent(runtime, ledger, send.send_nowait)
     send.send_nowait(protocol.Hello(spec.agent_id, os.getpid()))

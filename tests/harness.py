@@ -1,0 +1,149 @@
+"""The real daemon as a subprocess, driven the way a user drives it: hermesctl and sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+BIN = Path(sys.executable).parent
+HERMESD = str(BIN / "hermesd")
+HERMESCTL = str(BIN / "hermesctl")
+
+FAST_SUPERVISOR = """
+heartbeat_interval = 0.2
+heartbeat_timeout = 1.0
+backoff_initial = 0.05
+backoff_max = 0.2
+backoff_reset_after = 5.0
+fatal_failures = 4
+fatal_window = 30.0
+stop_timeout = 3.0
+"""
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll until `predicate()` is truthy; fail the test with `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+class Daemon:
+    """One hermesd under test: its files, its process, and hermesctl pointed at it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.state_dir = root / "state"
+        self.runtime_dir = root / "run"
+        self.config_path = root / "hermesd.toml"
+        self.log_path = root / "hermesd.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def socket(self) -> Path:
+        return self.runtime_dir / "control.sock"
+
+    def write_config(self, agents: str, extra: str = "", daemon: str = "") -> None:
+        self.config_path.write_text(
+            f'[daemon]\nstate_dir = "{self.state_dir}"\nruntime_dir = "{self.runtime_dir}"\n'
+            + textwrap.dedent(daemon) + FAST_SUPERVISOR + textwrap.dedent(agents)
+            + textwrap.dedent(extra)
+        )
+
+    def start(self, wait: bool = True) -> None:
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [HERMESD, "--config", str(self.config_path)], stdout=log, stderr=log,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        log.close()
+        if wait:
+            wait_for(self.all_running, what="every agent running")
+
+    def ctl(self, *args: str, timeout: float = 30.0, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [HERMESCTL, "--socket", str(self.socket), *args], capture_output=True, text=True,
+            timeout=timeout, input=input, stdin=None if input is not None else subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def ctl_popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [HERMESCTL, "--socket", str(self.socket), *args], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+
+    def status(self) -> dict[str, Any] | None:
+        result = self.ctl("--json", "status")
+        return json.loads(result.stdout) if result.returncode == 0 else None
+
+    def agents(self) -> dict[str, dict[str, Any]]:
+        status = self.status()
+        assert status is not None, "daemon not answering status"
+        return {agent["agent"]: agent for agent in status["agents"]}
+
+    def all_running(self) -> bool:
+        status = self.status()
+        return bool(status) and all(a["state"] == "running" for a in status["agents"])
+
+    def agent_running(self, agent: str, other_than: int | None = None) -> bool:
+        info = self.agents().get(agent)
+        return bool(info) and info["state"] == "running" and info["pid"] != other_than
+
+    def send(self, key: str, text: str, *extra: str) -> str:
+        result = self.ctl("send", key, text, *extra)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def children(self) -> list[psutil.Process]:
+        try:
+            return psutil.Process(self.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    def stop(self) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+def live(pid: int) -> bool:
+    """True if `pid` exists and is not a zombie."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def exists(pid: int) -> bool:
+    return psutil.pid_exists(pid)

@@ -1,0 +1,106 @@
+"""The daemon end to end: start, answer, stop, refuse what it must refuse."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+
+from tests.harness import HERMESD, Daemon, exists, wait_for
+
+AGENTS = """
+[agents.home]
+runtime = "echo"
+[agents.coder]
+runtime = "echo"
+"""
+
+
+def test_agents_answer_through_the_local_platform(daemon: Daemon) -> None:
+    daemon.write_config(AGENTS, daemon='default_agent = "home"\n')
+    daemon.start()
+    assert daemon.send("local:me", "hello") == "home: hello\n"
+    assert daemon.send("local:me", "hi coder", "--agent", "coder") == "coder: hi coder\n"
+
+
+def test_status_shows_every_agent_with_pid_memory_and_queue(daemon: Daemon) -> None:
+    daemon.write_config(AGENTS)
+    daemon.start()
+    agents = daemon.agents()
+    assert set(agents) == {"home", "coder"}
+    for info in agents.values():
+        assert info["state"] == "running"
+        assert exists(info["pid"])
+        assert info["rss"] > info["uss"] > 0
+        assert info["queue"] == 0 and info["restarts"] == 0 and info["last_error"] == ""
+    table = daemon.ctl("status").stdout
+    assert "AGENT" in table and "coder" in table and "running" in table
+
+
+def test_worker_processes_are_titled_by_agent(daemon: Daemon) -> None:
+    daemon.write_config(AGENTS)
+    daemon.start()
+    pid = daemon.agents()["coder"]["pid"]
+    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+        assert cmdline.read().split(b"\0")[0] == b"hermesd: agent coder"
+
+
+def test_sigterm_leaves_no_process_behind(daemon: Daemon) -> None:
+    daemon.write_config(AGENTS)
+    daemon.start()
+    processes = [p.pid for p in daemon.children()]
+    assert len(processes) == 3  # zygote + two workers
+    assert daemon.stop() == 0
+    wait_for(lambda: not any(exists(pid) for pid in processes), what="workers and zygote gone")
+    assert "daemon_stopped" in daemon.log()
+    assert not daemon.socket.exists() or daemon.ctl("status").returncode == 3
+
+
+def test_second_daemon_on_same_runtime_dir_is_refused(daemon: Daemon) -> None:
+    daemon.write_config(AGENTS)
+    daemon.start()
+    second = subprocess.run([HERMESD, "--config", str(daemon.config_path)],
+                            capture_output=True, text=True, timeout=30)
+    assert second.returncode == 1
+    assert f"in use by another hermesd (pid {daemon.pid})" in second.stderr
+    assert daemon.send("local:me", "still here", "--agent", "home") == "home: still here\n"
+
+
+def test_bad_config_on_start_names_line_and_key(daemon: Daemon) -> None:
+    daemon.write_config(AGENTS + '[agents.broken]\nruntime = "ecko"\n')
+    result = subprocess.run([HERMESD, "--config", str(daemon.config_path)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    line = daemon.config_path.read_text().splitlines().index('runtime = "ecko"') + 1
+    assert f"{daemon.config_path}:{line}: agents.broken.runtime:" in result.stderr
+    assert not daemon.runtime_dir.exists() or not (daemon.runtime_dir / "control.sock").exists()
+
+
+def test_check_config_exit_codes(daemon: Daemon) -> None:
+    daemon.write_config(AGENTS)
+    good = subprocess.run([HERMESD, "--check-config", str(daemon.config_path)],
+                          capture_output=True, text=True)
+    assert good.returncode == 0 and "ok" in good.stdout
+    daemon.config_path.write_text(daemon.config_path.read_text() + "[[routes]]\nmatch = 'local:x'\nagent = 'ghost'\n")
+    bad = subprocess.run([HERMESD, "--check-config", str(daemon.config_path)],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "routes" in bad.stderr and "ghost" in bad.stderr
+
+
+def test_hermesctl_exit_codes(daemon: Daemon) -> None:
+    daemon.write_config(AGENTS)
+    assert daemon.ctl("status").returncode == 3  # not started yet: unreachable
+    daemon.start()
+    assert daemon.ctl("restart", "ghost").returncode == 1
+    assert daemon.ctl("frobnicate").returncode == 2
+    assert json.loads(daemon.ctl("--json", "agents").stdout)[0]["runtime"] == "echo"
+
+
+def test_sigint_stops_like_sigterm(daemon: Daemon) -> None:
+    daemon.write_config(AGENTS)
+    daemon.start()
+    workers = [p.pid for p in daemon.children()]
+    assert daemon.process is not None
+    daemon.process.send_signal(signal.SIGINT)
+    assert daemon.process.wait(timeout=15) == 0
+    wait_for(lambda: not any(exists(pid) for pid in workers), what="workers gone")

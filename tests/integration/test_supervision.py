@@ -1,0 +1,116 @@
+"""Workers die, hang, crash-loop and misbehave; the daemon contains it."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import struct
+
+import psutil
+import pytest
+
+from tests.harness import Daemon, exists, live, wait_for
+
+AGENTS = """
+[agents.home]
+runtime = "echo"
+[agents.coder]
+runtime = "echo"
+"""
+
+
+def test_killed_worker_answers_again_and_others_are_untouched(daemon: Daemon) -> None:
+    daemon.write_config(AGENTS)
+    daemon.start()
+    before = daemon.agents()
+    os.kill(before["coder"]["pid"], signal.SIGKILL)
+    wait_for(lambda: daemon.agent_running("coder", other_than=before["coder"]["pid"]),
+             what="coder replaced")
+    after = daemon.agents()
+    assert after["coder"]["restarts"] == 1
+    assert "SIGKILL" in after["coder"]["last_error"]
+    assert after["home"]["pid"] == before["home"]["pid"] and after["home"]["restarts"] == 0
+    assert daemon.send("local:me", "back?", "--agent", "coder") == "coder: back?\n"
+    assert not exists(before["coder"]["pid"])  # reaped: not even a zombie
+    assert not any(p.status() == psutil.STATUS_ZOMBIE for p in daemon.children())
+
+
+def test_crash_loop_reaches_fatal_and_is_shown(daemon: Daemon) -> None:
+    blocker = daemon.root / "not-a-dir"
+    blocker.write_text("a file where the workspace should be")
+    daemon.write_config(AGENTS + f'[agents.broken]\nruntime = "echo"\nworkspace = "{blocker}"\n')
+    daemon.start(wait=False)
+    wait_for(lambda: (daemon.status() or {}).get("agents") and daemon.agents()["broken"]["state"] == "fatal",
+             what="broken agent fatal")
+    broken = daemon.agents()["broken"]
+    assert broken["pid"] is None
+    assert "worker_setup_failed" in broken["last_error"] and "FileExistsError" in broken["last_error"]
+    assert broken["restarts"] == 3  # fatal_failures = 4: the 4th failure gives up
+    assert daemon.agents()["home"]["state"] == "running"
+    assert "agent_fatal" in daemon.log()
+    # a fixed workspace and an explicit start bring it back
+    blocker.unlink()
+    assert daemon.ctl("start", "broken").returncode == 0
+    wait_for(lambda: daemon.agent_running("broken"), what="broken agent running after start")
+
+
+def test_hung_worker_is_killed_by_heartbeat_and_replaced(daemon: Daemon) -> None:
+    daemon.write_config(AGENTS)
+    daemon.start()
+    hung = daemon.agents()["coder"]["pid"]
+    os.kill(hung, signal.SIGSTOP)
+    wait_for(lambda: daemon.agent_running("coder", other_than=hung), what="hung worker replaced")
+    assert daemon.agents()["coder"]["last_error"].startswith("no heartbeat")
+    assert not exists(hung)
+
+
+def _steal_worker_socket(pid: int) -> int:
+    """Duplicate the worker's end of its socketpair into this process (pidfd_getfd), so the
+    test can write to the daemon exactly what a compromised worker could."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        for entry in os.listdir(f"/proc/{pid}/fd"):
+            if os.readlink(f"/proc/{pid}/fd/{entry}").startswith("socket:"):
+                fd = libc.syscall(438, pidfd, int(entry), 0)  # SYS_pidfd_getfd
+                if fd < 0:
+                    pytest.skip(f"pidfd_getfd not permitted here: {os.strerror(ctypes.get_errno())}")
+                return fd
+    finally:
+        os.close(pidfd)
+    raise AssertionError("worker has no socket")
+
+
+@pytest.mark.parametrize("garbage", [
+    struct.pack(">I", 0xFFFFFFF0),                          # announces a 4 GiB frame
+    struct.pack(">I", 5) + b"\xc1\xc1\xc1\xc1\xc1",        # not msgpack
+    struct.pack(">I", 3) + b"\x93\x01\x02",                # msgpack, but no known message
+], ids=["oversized", "undecodable", "unknown-message"])
+def test_garbage_from_a_worker_kills_only_that_worker(daemon: Daemon, garbage: bytes) -> None:
+    daemon.write_config(AGENTS)
+    daemon.start()
+    before = daemon.agents()
+    victim = before["coder"]["pid"]
+    stolen = _steal_worker_socket(victim)
+    os.write(stolen, garbage)
+    os.close(stolen)
+    wait_for(lambda: daemon.agent_running("coder", other_than=victim), what="hostile worker replaced")
+    assert daemon.agents()["coder"]["last_error"].startswith("protocol error")
+    assert daemon.agents()["home"]["pid"] == before["home"]["pid"]
+    assert daemon.process is not None and daemon.process.poll() is None
+    assert daemon.send("local:me", "ok?", "--agent", "coder") == "coder: ok?\n"
+    assert "worker_killed" in daemon.log() and "protocol error" in daemon.log()
+
+
+def test_stop_and_start_one_agent(daemon: Daemon) -> None:
+    daemon.write_config(AGENTS)
+    daemon.start()
+    pid = daemon.agents()["coder"]["pid"]
+    assert daemon.ctl("stop", "coder").returncode == 0
+    assert daemon.agents()["coder"]["state"] == "stopped"
+    wait_for(lambda: not live(pid), what="stopped worker gone")
+    assert daemon.ctl("start", "coder").returncode == 0
+    wait_for(lambda: daemon.agent_running("coder"), what="coder running again")
+    assert daemon.ctl("restart", "coder").returncode == 0
+    assert daemon.agents()["coder"]["restarts"] == 0  # asked for, not failures
