@@ -154,12 +154,20 @@ class LocalSession:
         self.connection = Connection(path, protocol.LocalFrame, protocol.LocalFrame)
         self.session_key = session_key
         self.agent = agent
-        self.waiting: set[int] = set()
+        self.waiting: set[int] = set()  # msg ids that still owe replies
+        self.unaccepted = 0  # sent, but the daemon has not yet said which msg id they got
 
-    def attach(self) -> None:
+    def attach(self, show: Any) -> None:
+        """Join the conversation; returns once the daemon said what is still owed."""
         self.connection.send(protocol.LocalAttach(self.session_key))
+        while True:
+            frame = self.connection.receive()
+            self.handle(frame, show)
+            if isinstance(frame, protocol.LocalAttached):
+                return
 
     def send(self, text: str) -> None:
+        self.unaccepted += 1
         self.connection.send(protocol.LocalSend(
             session_key=self.session_key, text=text, client_id=uuid.uuid4().hex, agent=self.agent
         ))  # fmt: skip
@@ -169,6 +177,7 @@ class LocalSession:
         if isinstance(frame, protocol.LocalAttached):
             self.waiting.update(frame.pending)
         elif isinstance(frame, protocol.LocalAccepted):
+            self.unaccepted -= 1
             self.waiting.add(frame.msg_id)
         elif isinstance(frame, protocol.LocalReply):
             show(frame)
@@ -180,7 +189,7 @@ class LocalSession:
             raise Failed(frame.error)
 
     def wait_all(self, deadline: float, show: Any) -> None:
-        while self.waiting:
+        while self.waiting or self.unaccepted:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise Failed(f"no answer within the timeout; messages {sorted(self.waiting)} "
@@ -194,23 +203,15 @@ class LocalSession:
 def cmd_send(local: Path, key: str, text: str, agent: str | None, timeout: float, as_json: bool) -> None:
     session = LocalSession(local, key, agent)
     session.send(text)
-    session.waiting.add(-1)  # until the daemon says which msg_id it got
-    deadline = time.monotonic() + timeout
 
     def show(reply: protocol.LocalReply) -> None:
         print(json.dumps(msgspec.to_builtins(reply)) if as_json else reply.text, flush=True)
 
-    while -1 in session.waiting:
-        frame = session.connection.receive(timeout)
-        if isinstance(frame, protocol.LocalAccepted):
-            session.waiting.discard(-1)
-        session.handle(frame, show)
-    session.wait_all(deadline, show)
+    session.wait_all(time.monotonic() + timeout, show)
 
 
 def cmd_chat(local: Path, agent: str, name: str | None, timeout: float) -> None:
     session = LocalSession(local, f"local:{name or agent}", agent)
-    session.attach()
     interactive = sys.stdin.isatty()
 
     def show(reply: protocol.LocalReply) -> None:
@@ -218,10 +219,17 @@ def cmd_chat(local: Path, agent: str, name: str | None, timeout: float) -> None:
 
     if interactive:
         print(f"chatting with {agent} on {session.session_key}; Ctrl-D to leave", flush=True)
+    session.attach(show)
     selector = selectors.DefaultSelector()
     selector.register(session.connection.sock, selectors.EVENT_READ)
-    selector.register(sys.stdin, selectors.EVENT_READ)
     stdin_open = True
+    try:
+        selector.register(sys.stdin, selectors.EVENT_READ)
+    except PermissionError:  # a regular file or /dev/null: not pollable, never blocks
+        for line in sys.stdin:
+            if line.strip():
+                session.send(line.rstrip("\n"))
+        stdin_open = False
     while stdin_open:
         for key, _ in selector.select():
             if key.fileobj is sys.stdin:
