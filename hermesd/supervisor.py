@@ -323,4 +323,5 @@ class Supervisor:
                 slot.kill(f"no heartbeat for {timeout}s")
                 return
             seq += 1
-            slot.send(protocol.Ping(seq))
+            if slot.frames is not None:  # also while starting or stopping: both can hang
+                slot.frames.send_nowait(protocol.Ping(seq))

@@ -16,8 +16,8 @@ from typing import NoReturn
 import anyio
 import anyio._backends._asyncio  # noqa: F401  (anyio loads its backend lazily; the zygote
 #                                     must load it so that every worker shares it)
-from anyio.abc import ByteStream
-from anyio.streams.memory import MemoryObjectReceiveStream
+from anyio.abc import ByteStream, TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from setproctitle import setproctitle
 
 from hermesd import protocol
@@ -61,26 +61,45 @@ async def _serve(sock: socket.socket, spec: protocol.WorkerSpec) -> int:
     send, frames = anyio.create_memory_object_stream[protocol.WorkerFrame](math.inf)
     agent = Agent(runtime, ledger, send.send_nowait)
     send.send_nowait(protocol.Hello(spec.agent_id, os.getpid()))
-    reader = protocol.FrameReader()
     async with anyio.create_task_group() as task_group:
-        task_group.start_soon(_write_frames, stream, frames)
-        while True:
-            try:
-                data = await stream.receive()
-            except (anyio.EndOfStream, anyio.BrokenResourceError):
-                task_group.cancel_scope.cancel()  # the parent is gone: nobody to answer
-                return 0
-            for body in reader.feed(data):
-                message = _FROM_PARENT.decode(body)
-                if isinstance(message, protocol.Deliver):
-                    agent.deliver(message, task_group)
-                elif isinstance(message, protocol.Ping):
-                    send.send_nowait(protocol.Pong(message.seq, agent.stats()))
-                else:  # Stop: finish what was started, flush, exit
-                    await agent.idle.wait()
-                    send.close()
-                    return 0
+        task_group.start_soon(_read_frames, stream, agent, send, task_group)
+        await _write_frames(stream, frames)  # until Stop has drained and closed `send`
+        task_group.cancel_scope.cancel()
     return 0
+
+
+async def _read_frames(
+    stream: ByteStream,
+    agent: Agent,
+    send: MemoryObjectSendStream[protocol.WorkerFrame],
+    task_group: TaskGroup,
+) -> None:
+    """Dispatch the parent's frames.  Keeps reading while a Stop drains, so heartbeats are
+    still answered; end of stream means the parent is gone and nobody is left to answer."""
+    reader = protocol.FrameReader()
+    stopping = False
+    while True:
+        try:
+            data = await stream.receive()
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            task_group.cancel_scope.cancel()
+            return
+        for body in reader.feed(data):
+            message = _FROM_PARENT.decode(body)
+            if isinstance(message, protocol.Deliver):
+                agent.deliver(message, task_group)
+            elif isinstance(message, protocol.Ping):
+                send.send_nowait(protocol.Pong(message.seq, agent.stats()))
+            elif not stopping:
+                stopping = True
+                task_group.start_soon(_drain, agent, send)
+
+
+async def _drain(agent: Agent, send: MemoryObjectSendStream[protocol.WorkerFrame]) -> None:
+    """Stop: let the turns in progress finish, then close the outgoing queue; the writer
+    flushes what is left and the worker exits."""
+    await agent.idle.wait()
+    send.close()
 
 
 async def _write_frames(
@@ -95,7 +114,10 @@ async def _write_frames(
                     batch.append(_TO_PARENT.encode(frames.receive_nowait()))
                 except (anyio.WouldBlock, anyio.EndOfStream):
                     break
-            await stream.send(b"".join(batch))
+            try:
+                await stream.send(b"".join(batch))
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return  # the parent is gone; the reader sees the end of stream too
 
 
 def warm_up() -> None:

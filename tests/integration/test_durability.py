@@ -85,3 +85,13 @@ def test_sessions_run_concurrently_in_one_agent(daemon: Daemon) -> None:
     wait_for(lambda: daemon.agents()["slow"]["queue"] == 2, what="both in flight")
     for sender in senders:
         assert sender.communicate(timeout=30)[0] == "slow: hi\n"
+
+
+def test_sigterm_lets_running_turns_finish(daemon: Daemon) -> None:
+    daemon.write_config(SLOW)
+    daemon.start()
+    sender = daemon.ctl_popen("send", "local:drain", "finish me", "--agent", "slow")
+    wait_for(lambda: daemon.agents()["slow"]["queue"] == 1, what="turn in progress")
+    assert daemon.stop() == 0
+    out, err = sender.communicate(timeout=30)
+    assert (sender.returncode, out) == (0, "slow: finish me\n"), err
