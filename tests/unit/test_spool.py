@@ -1,0 +1,77 @@
+"""The spool's promises: stored before routed, each reply once, acked when delivered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hermesd.spool import Spool
+
+
+def put(spool: Spool, external_id: str = "u1", key: str = "local:a") -> int:
+    entry, _new = spool.put_inbound(platform="local", external_id=external_id,
+                                    session_key=key, text="hi")
+    return entry.msg_id
+
+
+def reply(spool: Spool, msg_id: int, seq: int = 0):  # type: ignore[no-untyped-def]
+    return spool.put_reply(msg_id=msg_id, seq=seq, agent="a", session_key="local:a", text=f"r{seq}")
+
+
+def test_repeated_update_is_recognised(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    first, new = spool.put_inbound(platform="local", external_id="u1", session_key="k", text="x")
+    again, new_again = spool.put_inbound(platform="local", external_id="u1", session_key="k", text="x")
+    assert new and not new_again and again.msg_id == first.msg_id
+    assert len(spool.pending()) == 1
+
+
+def test_everything_survives_reopening(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    msg_id = put(spool)
+    reply(spool, msg_id)
+    spool.close()
+    reopened = Spool(tmp_path / "spool.db")
+    assert [e.msg_id for e in reopened.pending()] == [msg_id]
+    assert [r.text for r in reopened.undelivered()] == ["r0"]
+
+
+def test_each_reply_is_stored_once(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    msg_id = put(spool)
+    assert reply(spool, msg_id) is not None
+    assert reply(spool, msg_id) is None  # a re-run of the same turn
+    assert len(spool.undelivered()) == 1
+
+
+def test_message_is_acked_only_when_done_and_delivered(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    msg_id = put(spool)
+    stored = reply(spool, msg_id)
+    assert not spool.finish(msg_id)  # a reply still waits
+    assert spool.open_messages("local", "local:a") == [msg_id]
+    assert spool.delivered(stored)
+    assert spool.open_messages("local", "local:a") == []
+    assert spool.pending() == []
+
+
+def test_message_without_replies_is_acked_when_done(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    msg_id = put(spool)
+    assert spool.finish(msg_id, error="boom")
+    assert reply(spool, msg_id) is None  # too late: the message is finished
+
+
+def test_ids_never_repeat_after_the_spool_is_recreated(tmp_path: Path) -> None:
+    first = put(Spool(tmp_path / "one.db"))
+    (tmp_path / "one.db").unlink()
+    second = put(Spool(tmp_path / "one.db"))
+    assert second > first
+
+
+def test_prune_forgets_only_old_acked_messages(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    done = put(spool, "u1")
+    spool.finish(done)
+    open_id = put(spool, "u2")
+    assert spool.prune(older_than=float("inf")) == 1
+    assert [e.msg_id for e in spool.pending()] == [open_id]
