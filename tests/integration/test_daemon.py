@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
 import subprocess
 
+from hermesd import protocol
 from tests.harness import HERMESD, Daemon, exists, wait_for
 
 AGENTS = """
@@ -104,3 +107,46 @@ def test_sigint_stops_like_sigterm(daemon: Daemon) -> None:
     daemon.process.send_signal(signal.SIGINT)
     assert daemon.process.wait(timeout=15) == 0
     wait_for(lambda: not any(exists(pid) for pid in workers), what="workers gone")
+
+
+def test_zygote_death_stops_the_daemon_with_failure(daemon: Daemon) -> None:
+    """Without a zygote no worker can be replaced: hermesd exits 1 so that the service
+    manager restarts it whole (messages are in the spool, nothing is lost)."""
+    daemon.write_config(AGENTS)
+    daemon.start()
+    zygote = next(p for p in daemon.children() if p.cmdline()[0] == "hermesd: zygote")
+    workers = [info["pid"] for info in daemon.agents().values()]
+    zygote.kill()
+    assert daemon.process is not None and daemon.process.wait(timeout=30) == 1
+    assert "zygote_died" in daemon.log()
+    wait_for(lambda: not any(exists(pid) for pid in workers), what="workers gone")
+
+
+def test_control_socket_refuses_other_users(daemon: Daemon) -> None:
+    """Even with the socket file and its directory opened up to everyone, SO_PEERCRED keeps
+    strangers out."""
+    daemon.write_config(AGENTS)
+    daemon.start()
+    for directory in (daemon.root, daemon.runtime_dir):
+        os.chmod(directory, 0o755)
+    os.chmod(daemon.socket, 0o666)
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # become 'nobody' and try to ask for status
+        os.close(reader)
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(str(daemon.socket))
+            sock.sendall(protocol.Codec(protocol.ControlRequest, json=True).encode(protocol.StatusRequest()))
+            os.write(writer, sock.recv(65536))
+        finally:
+            os._exit(0)
+    os.close(writer)
+    answer = os.read(reader, 65536)
+    os.waitpid(child, 0)
+    reply = protocol.Codec(protocol.ControlReply, json=True).decode(answer[4:])
+    assert not reply.ok and "permission denied" in reply.error and "uid 65534" in reply.error
+    assert "control_refused" in daemon.log()
