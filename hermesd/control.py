@@ -38,7 +38,7 @@ class Control:
             refusal = unixsock.peer_refusal(stream)
             if refusal:
                 log.warning("control_refused", reason=refusal)
-                await connection.send(protocol.ControlReply(False, error=f"permission denied: {refusal}"))
+                await connection.refuse(protocol.ControlReply(False, error=f"permission denied: {refusal}"))
                 return
             try:
                 while (request := await connection.receive()) is not None:

@@ -36,7 +36,7 @@ class Pattern:
     def matches(self, key_segments: Sequence[str]) -> bool:
         if len(self.segments) > len(key_segments):
             return False
-        for pattern, actual in zip(self.segments, key_segments):
+        for pattern, actual in zip(self.segments, key_segments):  # noqa: B905 (a prefix)
             if pattern == actual:
                 continue
             if _is_literal(pattern) or not fnmatchcase(actual, pattern):

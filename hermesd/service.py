@@ -19,7 +19,7 @@ import msgspec
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from hermesd import __version__, config, log, protocol
+from hermesd import config, log, protocol
 from hermesd.platforms import Adapter
 from hermesd.platforms.local import LocalPlatform
 from hermesd.routing import Route, Router

@@ -80,3 +80,14 @@ class FramedConnection:
                 return True
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
                 return False
+
+    async def refuse(self, answer: Any) -> None:
+        """Answer a peer we will not serve.  Its first request is read first: closing a
+        Unix socket with unread data resets the connection, and the peer would see a reset
+        instead of the reason."""
+        with anyio.move_on_after(2):
+            try:
+                await self.receive()
+            except protocol.ProtocolError:
+                pass
+        await self.send(answer)

@@ -60,7 +60,8 @@ class LocalPlatform:
         async with stream:
             refusal = unixsock.peer_refusal(stream)
             if refusal:
-                await connection.send(protocol.LocalError(f"permission denied: {refusal}"))
+                log.warning("local_refused", reason=refusal)
+                await connection.refuse(protocol.LocalError(f"permission denied: {refusal}"))
                 return
             try:
                 while (request := await connection.receive()) is not None:
