@@ -24,7 +24,7 @@ from hermesd.platforms import Adapter
 from hermesd.platforms.local import LocalPlatform
 from hermesd.routing import Route, Router
 from hermesd.sdnotify import Notifier
-from hermesd.spool import Inbound, Outgoing, Spool
+from hermesd.spool import Inbound, Incoming, Outgoing, Spool
 from hermesd.supervisor import Slot, State, Supervisor
 from hermesd.zygote import Zygote
 
@@ -178,20 +178,8 @@ class Service:
 
     # ---------------------------------------------------------------- messages in
 
-    def receive(
-        self,
-        *,
-        platform: str,
-        external_id: str,
-        session_key: str,
-        text: str,
-        sender: str = "",
-        agent: str | None = None,
-    ) -> tuple[Inbound, Route, bool]:
-        entry, new = self.spool.put_inbound(
-            platform=platform, external_id=external_id, session_key=session_key,
-            text=text, sender=sender, agent=agent,
-        )  # fmt: skip
+    def receive(self, message: Incoming) -> tuple[Inbound, Route, bool]:
+        entry, new = self.spool.put_inbound(message)
         route = self._route(entry)
         if new:
             self._dispatch(entry, route)

@@ -31,14 +31,19 @@ class State(IntEnum):
     ACKED = 2
 
 
-class Inbound(msgspec.Struct, frozen=True, kw_only=True):
-    msg_id: int
+class Incoming(msgspec.Struct, frozen=True, kw_only=True):
+    """A message as a platform adapter hands it over, before the spool numbers it."""
+
     platform: str
-    external_id: str
+    external_id: str  # the platform's own id (update id, client id): repeats are recognised
     session_key: str
     text: str
     sender: str = ""
     agent: str | None = None  # pinned by the sender (local chat), else routed
+
+
+class Inbound(Incoming, frozen=True, kw_only=True):
+    msg_id: int
 
 
 class Outgoing(msgspec.Struct, frozen=True, kw_only=True):
@@ -125,32 +130,21 @@ class Spool:
 
     # ---------------------------------------------------------------- inbound
 
-    def put_inbound(
-        self,
-        *,
-        platform: str,
-        external_id: str,
-        session_key: str,
-        text: str,
-        sender: str = "",
-        agent: str | None = None,
-    ) -> tuple[Inbound, bool]:
+    def put_inbound(self, message: Incoming) -> tuple[Inbound, bool]:
         """Store a message before anything acts on it.  Returns the entry and whether it is
         new: a platform repeating an update (same `external_id`) gets the stored entry back."""
         cursor = self._db.execute(
             "INSERT INTO inbound (platform, external_id, session_key, sender, agent, text,"
             " received_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (platform, external_id) DO NOTHING",
-            (platform, external_id, session_key, sender, agent, text, time.time()),
-        )
+            (message.platform, message.external_id, message.session_key, message.sender,
+             message.agent, message.text, time.time()),
+        )  # fmt: skip
         if cursor.rowcount:
-            return Inbound(
-                msg_id=cursor.lastrowid or 0, platform=platform, external_id=external_id,
-                session_key=session_key, text=text, sender=sender, agent=agent,
-            ), True  # fmt: skip
+            return Inbound(msg_id=cursor.lastrowid or 0, **msgspec.structs.asdict(message)), True
         row = self._db.execute(
             f"SELECT {_INBOUND_COLUMNS} FROM inbound WHERE platform = ? AND external_id = ?",
-            (platform, external_id),
+            (message.platform, message.external_id),
         ).fetchone()
         return _inbound(row), False
 

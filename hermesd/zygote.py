@@ -61,7 +61,8 @@ def fork_zygote(close_in_child: list[int]) -> tuple[int, socket.socket]:
 def _serve(channel: socket.socket, daemon_pid: int) -> int:
     from setproctitle import setproctitle
 
-    from workers import main as worker_main, sandbox
+    from workers import main as worker_main
+    from workers import sandbox
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the daemon's to handle
     sandbox.die_with(daemon_pid)

@@ -18,9 +18,16 @@ BIN = Path(sys.executable).parent
 HERMESD = str(BIN / "hermesd")
 HERMESCTL = str(BIN / "hermesctl")
 
+TWO_AGENTS = """
+[agents.home]
+runtime = "echo"
+[agents.coder]
+runtime = "echo"
+"""
+
 FAST_SUPERVISOR = """
 heartbeat_interval = 0.2
-heartbeat_timeout = 1.0
+heartbeat_timeout = 3.0
 backoff_initial = 0.05
 backoff_max = 0.2
 backoff_reset_after = 5.0

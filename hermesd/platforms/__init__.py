@@ -13,22 +13,13 @@ from typing import Protocol
 from anyio.abc import TaskStatus
 
 from hermesd.routing import Route
-from hermesd.spool import Inbound, Outgoing
+from hermesd.spool import Inbound, Incoming, Outgoing
 
 
 class Inbox(Protocol):
-    def receive(
-        self,
-        *,
-        platform: str,
-        external_id: str,
-        session_key: str,
-        text: str,
-        sender: str = "",
-        agent: str | None = None,
-    ) -> tuple[Inbound, Route, bool]:
+    def receive(self, message: Incoming) -> tuple[Inbound, Route, bool]:
         """Spool a message, then route and deliver it.  Returns the entry, where it went,
-        and False if `external_id` was seen before (nothing new was delivered).  When it
+        and False if its `external_id` was seen before (nothing new was delivered).  When it
         returns, the message is on disk: the adapter may acknowledge it to the platform."""
         ...
 

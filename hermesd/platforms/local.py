@@ -15,7 +15,7 @@ from anyio.abc import SocketStream, TaskStatus
 
 from hermesd import log, protocol, unixsock
 from hermesd.platforms import Inbox
-from hermesd.spool import Outgoing
+from hermesd.spool import Incoming, Outgoing
 
 NAME = "local"
 
@@ -84,10 +84,10 @@ class LocalPlatform:
                 await connection.send(protocol.LocalError("hermesd is shutting down"))
                 return
             await self._attach(connection, request.session_key, keys, announce=False)
-            entry, route, _new = self._inbox.receive(
+            entry, route, _new = self._inbox.receive(Incoming(
                 platform=NAME, external_id=request.client_id, session_key=request.session_key,
                 text=request.text, sender="local", agent=request.agent,
-            )  # fmt: skip
+            ))  # fmt: skip
             await connection.send(protocol.LocalAccepted(request.client_id, entry.msg_id, route.agent))
             if route.agent is None:
                 await connection.send(protocol.LocalDone(entry.msg_id, route.rule))

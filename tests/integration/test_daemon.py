@@ -10,13 +10,7 @@ import subprocess
 
 from hermesd import protocol
 from tests.harness import HERMESD, Daemon, exists, wait_for
-
-AGENTS = """
-[agents.home]
-runtime = "echo"
-[agents.coder]
-runtime = "echo"
-"""
+from tests.harness import TWO_AGENTS as AGENTS
 
 
 def test_agents_answer_through_the_local_platform(daemon: Daemon) -> None:

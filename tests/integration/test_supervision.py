@@ -10,14 +10,8 @@ import struct
 import psutil
 import pytest
 
+from tests.harness import TWO_AGENTS as AGENTS
 from tests.harness import Daemon, exists, live, wait_for
-
-AGENTS = """
-[agents.home]
-runtime = "echo"
-[agents.coder]
-runtime = "echo"
-"""
 
 
 def test_killed_worker_answers_again_and_others_are_untouched(daemon: Daemon) -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hermesd.spool import Spool
+from hermesd.spool import Incoming, Spool
 
 
 def put(spool: Spool, external_id: str = "u1", key: str = "local:a") -> int:
-    entry, _new = spool.put_inbound(platform="local", external_id=external_id,
-                                    session_key=key, text="hi")
+    entry, _new = spool.put_inbound(
+        Incoming(platform="local", external_id=external_id, session_key=key, text="hi"))
     return entry.msg_id
 
 
@@ -19,8 +19,9 @@ def reply(spool: Spool, msg_id: int, seq: int = 0):  # type: ignore[no-untyped-d
 
 def test_repeated_update_is_recognised(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool.db")
-    first, new = spool.put_inbound(platform="local", external_id="u1", session_key="k", text="x")
-    again, new_again = spool.put_inbound(platform="local", external_id="u1", session_key="k", text="x")
+    message = Incoming(platform="local", external_id="u1", session_key="k", text="x")
+    first, new = spool.put_inbound(message)
+    again, new_again = spool.put_inbound(message)
     assert new and not new_again and again.msg_id == first.msg_id
     assert len(spool.pending()) == 1
 
