@@ -212,7 +212,9 @@ class Config(_Section):
 # --------------------------------------------------------------------------- entry points
 
 
-def load(path: str | os.PathLike[str]) -> Config:
+def load(path: str | os.PathLike[str], running: Config | None = None) -> Config:
+    """Read and validate `path`.  With `running` (a reload), also refuse to move the
+    directories the running daemon holds open."""
     source = os.fspath(path)
     try:
         with open(source, encoding="utf-8") as file:
@@ -220,11 +222,11 @@ def load(path: str | os.PathLike[str]) -> Config:
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or exc
         raise ConfigError(source, 0, "", f"cannot read: {reason}") from None
-    return loads(text, source)
+    return loads(text, source, running)
 
 
-def loads(text: str, source: str = "<string>") -> Config:
-    return _Loader(text, source).load()
+def loads(text: str, source: str = "<string>", running: Config | None = None) -> Config:
+    return _Loader(text, source, running).load()
 
 
 _EMBEDDED = """\
@@ -336,8 +338,9 @@ def _explain(exc: msgspec.ValidationError, raw: Any, tp: Any) -> tuple[list[str 
 class _Loader:
     """One load: the text, where its keys are, and the checks in order."""
 
-    def __init__(self, text: str, source: str) -> None:
+    def __init__(self, text: str, source: str, running: Config | None = None) -> None:
         self.text, self.source, self.keys = text, source, KeyLines(text)
+        self.running = running
 
     def error(self, path: KeyPath, message: str) -> ConfigError:
         return ConfigError(self.source, self.keys.line_of(path), _dotted(path), message)
@@ -357,6 +360,9 @@ class _Loader:
             raise self.syntax_error(exc) from None
         doc: _Document = self.convert(raw, _Document, ())
         daemon = self.daemon(doc.daemon)
+        for key in ("state_dir", "runtime_dir"):
+            if self.running and getattr(daemon, key) != getattr(self.running.daemon, key):
+                raise self.error(("daemon", key), "cannot change while hermesd runs; restart it")
         config = Config(
             daemon=daemon,
             llm={name: self.llm(value, ("llm", name)) for name, value in doc.llm.items()},

@@ -157,6 +157,7 @@ class LocalSession:
         self.agent = agent
         self.waiting: set[int] = set()  # msg ids that still owe replies
         self.unaccepted = 0  # sent, but the daemon has not yet said which msg id they got
+        self.failed = 0  # messages the daemon could not answer (no agent, failed turn)
 
     def attach(self, show: Any) -> None:
         """Join the conversation; returns once the daemon said what is still owed."""
@@ -185,11 +186,18 @@ class LocalSession:
         elif isinstance(frame, protocol.LocalDone):
             self.waiting.discard(frame.msg_id)
             if frame.error:
+                self.failed += 1
                 print(f"hermesctl: message {frame.msg_id}: {frame.error}", file=sys.stderr)
         elif isinstance(frame, protocol.LocalError):
             raise Failed(frame.error)
 
     def wait_all(self, deadline: float, show: Any) -> None:
+        """Until every message is answered; fails if any could not be."""
+        self._wait(deadline, show)
+        if self.failed:
+            raise Failed(f"{self.failed} message(s) not answered")
+
+    def _wait(self, deadline: float, show: Any) -> None:
         while self.waiting or self.unaccepted:
             remaining = deadline - time.monotonic()
             if remaining <= 0:

@@ -19,7 +19,20 @@ LEVELS = {"debug": 7, "info": 6, "warning": 4, "error": 3}
 _TOKEN_SHAPES = re.compile(r"\b\d{6,12}:[A-Za-z0-9_-]{30,}\b")
 _secrets: set[str] = set()
 _threshold = LEVELS["info"]
-_journald = "JOURNAL_STREAM" in os.environ
+
+
+def _stderr_is_journal() -> bool:
+    """systemd sets JOURNAL_STREAM=<dev>:<inode> of the stream it connected; it is inherited
+    by children whose stderr may point elsewhere, so compare it with our actual stderr."""
+    try:
+        device, inode = os.environ["JOURNAL_STREAM"].split(":")
+        stat = os.fstat(2)
+        return (stat.st_dev, stat.st_ino) == (int(device), int(inode))
+    except (KeyError, ValueError, OSError):
+        return False
+
+
+_journald = _stderr_is_journal()
 _out: TextIO = sys.stderr
 
 

@@ -94,12 +94,12 @@ class Hello(msgspec.Struct, tag=True, frozen=True):
 
 
 class Reply(msgspec.Struct, tag=True, frozen=True, kw_only=True):
-    """One outgoing message.  (`msg_id`, `seq`) is unique: a re-run of the same message
-    produces the same pairs, and the parent stores each pair once."""
+    """One outgoing message, for the conversation `msg_id` came from.  (`msg_id`, `seq`)
+    is unique: a re-run of the same message produces the same pairs, and the parent stores
+    each pair once."""
 
     msg_id: int
     seq: int
-    session_key: str
     text: str
 
 

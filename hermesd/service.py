@@ -103,8 +103,7 @@ class Service:
             tg.start_soon(self._reload_quietly)
         elif self.state == "stopping":  # a second SIGTERM/SIGINT: no more waiting
             log.warning("stop_forced")
-            for slot in self.supervisor.slots.values():
-                slot.kill("daemon stop forced")
+            self.supervisor.stop_now()
         else:
             tg.start_soon(self.shutdown)
 
@@ -220,7 +219,7 @@ class Service:
 
     def _on_reply(self, slot: Slot, reply: protocol.Reply) -> None:
         stored = self.spool.put_reply(msg_id=reply.msg_id, seq=reply.seq, agent=slot.agent_id,
-                                      session_key=reply.session_key, text=reply.text)
+                                      text=reply.text)
         if stored is not None:
             self._enqueue(stored.platform, stored)
 
@@ -269,8 +268,8 @@ class Service:
         """Validate the file again, then restart only the agents whose spec changed."""
         async with self._reload_lock:
             try:
-                new = config.load(self.config_path) if self.config_path else config.embedded_default()
-                _check_fixed_paths(self.cfg, new)
+                new = (config.load(self.config_path, running=self.cfg) if self.config_path
+                       else config.embedded_default())
             except config.ConfigError as exc:
                 log.error("reload_rejected", error=str(exc))
                 raise
@@ -330,9 +329,3 @@ class Service:
 def _router(cfg: config.Config) -> Router:
     return Router(((route.match, route.agent) for route in cfg.routes), cfg.daemon.default_agent)
 
-
-def _check_fixed_paths(old: config.Config, new: config.Config) -> None:
-    for key in ("state_dir", "runtime_dir"):
-        if getattr(old.daemon, key) != getattr(new.daemon, key):
-            raise config.ConfigError(new.source, 0, f"daemon.{key}",
-                                     "cannot change while hermesd runs; restart it instead")

@@ -182,16 +182,15 @@ class Spool:
 
     # ---------------------------------------------------------------- outbox
 
-    def put_reply(
-        self, *, msg_id: int, seq: int, agent: str, session_key: str, text: str
-    ) -> Outgoing | None:
-        """Store a reply for delivery on the platform its message came from.  Returns None
+    def put_reply(self, *, msg_id: int, seq: int, agent: str, text: str) -> Outgoing | None:
+        """Store a reply for delivery to the conversation and platform its message came
+        from (never to one the worker names: a worker cannot post elsewhere).  Returns None
         for a (msg_id, seq) already stored: a worker re-running a message it had begun."""
         row = self._db.execute(
             "INSERT INTO outbox (msg_id, seq, platform, session_key, agent, text)"
-            " SELECT ?, ?, platform, ?, ?, ? FROM inbound WHERE msg_id = ? AND state = 0"
+            " SELECT ?, ?, platform, session_key, ?, ? FROM inbound WHERE msg_id = ? AND state = 0"
             f" ON CONFLICT (msg_id, seq) DO NOTHING RETURNING {_OUTGOING_COLUMNS}",
-            (msg_id, seq, session_key, agent, text, msg_id),
+            (msg_id, seq, agent, text, msg_id),
         ).fetchone()
         return None if row is None else _outgoing(row)
 

@@ -72,6 +72,12 @@ class Slot:
         if self.frames is not None and self.state is State.RUNNING:
             self.frames.send_nowait(frame)
 
+    def request_stop(self) -> None:
+        """Send Stop if there is a process to send it to."""
+        if self.frames is not None and self.state is not State.STOPPING:
+            self.state = State.STOPPING
+            self.frames.send_nowait(protocol.Stop())
+
     def kill(self, reason: str) -> None:
         if self.pid is not None and not self.exited.is_set():
             self.kill_reason = reason
@@ -115,25 +121,30 @@ class Supervisor:
         slot.wanted = True
         slot.failures.clear()
         if slot.task_done.is_set():
+            slot.state = State.STARTING
             slot.task_done = anyio.Event()
             assert self._task_group is not None
             self._task_group.start_soon(self._supervise, slot, name=f"agent {agent_id}")
 
     async def stop(self, agent_id: str) -> None:
-        """Ask the worker to finish its turns and exit; kill it after `stop_timeout`."""
+        """Ask the worker to finish its turns and exit; kill it after `stop_timeout`.
+        A worker still being forked is asked as soon as it exists (see `_run_once`)."""
         slot = self.slots[agent_id]
         slot.wanted = False
         if slot.backoff is not None:
             slot.backoff.cancel()
-        if slot.pid is not None and not slot.exited.is_set():
-            slot.state = State.STOPPING
-            if slot.frames is not None:
-                slot.frames.send_nowait(protocol.Stop())
-            with anyio.move_on_after(self.settings.stop_timeout):
-                await slot.exited.wait()
-            slot.kill(f"did not stop within {self.settings.stop_timeout}s")
+        slot.request_stop()
+        with anyio.move_on_after(self.settings.stop_timeout):
+            await slot.task_done.wait()
+        slot.kill(f"did not stop within {self.settings.stop_timeout}s")
         await slot.task_done.wait()
         slot.state = State.STOPPED
+
+    def stop_now(self) -> None:
+        """Kill every worker without waiting for its turns (a second SIGTERM)."""
+        for slot in self.slots.values():
+            slot.wanted = False
+            slot.kill("daemon stop forced")
 
     async def restart(self, agent_id: str) -> None:
         await self.stop(agent_id)
@@ -213,6 +224,8 @@ class Supervisor:
             send, frames = anyio.create_memory_object_stream[protocol.ParentFrame](math.inf)
             slot.frames = send
             slot.last_seen = time.monotonic()
+            if not slot.wanted:  # stop() was called while the zygote was forking
+                slot.request_stop()
             async with anyio.create_task_group() as connection, stream:
                 connection.start_soon(self._read_frames, slot, stream)
                 connection.start_soon(self._write_frames, stream, frames)
@@ -288,6 +301,8 @@ class Supervisor:
         elif isinstance(frame, protocol.Hello):
             if frame.agent_id != slot.agent_id or frame.pid != slot.pid:
                 raise protocol.ProtocolError(f"hello from {frame.agent_id} pid {frame.pid}")
+            if slot.state is State.STOPPING:
+                return  # told to stop before it was ready: no messages for it
             slot.state = State.RUNNING
             slot.started_at = time.time()
             log.info("agent_running", agent=slot.agent_id, pid=slot.pid,

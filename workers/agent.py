@@ -73,5 +73,4 @@ class Agent:
 
     def _send_replies(self, message: Deliver, texts: list[str], first_seq: int = 0) -> None:
         for seq, text in enumerate(texts, first_seq):
-            self._send(Reply(msg_id=message.msg_id, seq=seq, session_key=message.session_key,
-                             text=text))
+            self._send(Reply(msg_id=message.msg_id, seq=seq, text=text))

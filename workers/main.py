@@ -15,6 +15,7 @@ from typing import NoReturn
 
 import anyio
 import anyio._backends._asyncio  # noqa: F401  (anyio loads its backend lazily; the zygote
+
 #                                     must load it so that every worker shares it)
 from anyio.abc import ByteStream, TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -87,7 +88,8 @@ async def _read_frames(
         for body in reader.feed(data):
             message = _FROM_PARENT.decode(body)
             if isinstance(message, protocol.Deliver):
-                agent.deliver(message, task_group)
+                if not stopping:  # after Stop the parent redelivers to the next process
+                    agent.deliver(message, task_group)
             elif isinstance(message, protocol.Ping):
                 send.send_nowait(protocol.Pong(message.seq, agent.stats()))
             elif not stopping:

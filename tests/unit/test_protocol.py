@@ -14,7 +14,7 @@ WORKER = protocol.Codec(protocol.WorkerFrame)
 
 MESSAGES = [
     protocol.Hello("coder", 42),
-    protocol.Reply(msg_id=1, seq=0, session_key="local:x", text="hé ✓"),
+    protocol.Reply(msg_id=1, seq=0, text="hé ✓"),
     protocol.Typing("local:x"),
     protocol.Done(msg_id=1, error=None),
     protocol.Pong(3, protocol.Stats(turns=2, active_sessions=1)),

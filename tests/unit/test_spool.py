@@ -14,7 +14,7 @@ def put(spool: Spool, external_id: str = "u1", key: str = "local:a") -> int:
 
 
 def reply(spool: Spool, msg_id: int, seq: int = 0):  # type: ignore[no-untyped-def]
-    return spool.put_reply(msg_id=msg_id, seq=seq, agent="a", session_key="local:a", text=f"r{seq}")
+    return spool.put_reply(msg_id=msg_id, seq=seq, agent="a", text=f"r{seq}")
 
 
 def test_repeated_update_is_recognised(tmp_path: Path) -> None:
