@@ -12,6 +12,7 @@ context manager exits, including on Ctrl-C (SIGINT) and SIGTERM.
 from __future__ import annotations
 
 import os
+import pickle
 import selectors
 import shutil
 import signal
@@ -21,19 +22,24 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import psutil
 
 from hermesd import ctl, protocol
 
-REPO = Path(__file__).resolve().parents[2]
-_BIN = Path(sys.executable).parent
-HERMESD = str(_BIN / "hermesd") if (_BIN / "hermesd").exists() else shutil.which("hermesd") or "hermesd"
-HERMESCTL = str(_BIN / "hermesctl") if (_BIN / "hermesctl").exists() else shutil.which("hermesctl") or "hermesctl"
+
+def _tool(name: str) -> str:
+    """The console script beside this interpreter (the venv's), else the one on PATH."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else shutil.which(name) or name
+
+
+HERMESD, HERMESCTL = _tool("hermesd"), _tool("hermesctl")
 MiB = 1024 * 1024
 
 _LOCAL_IN = protocol.Codec(protocol.LocalFrame, json=True)
@@ -48,13 +54,18 @@ def session_key(i: int) -> str:
     return f"local:bench-{i}"
 
 
-def sigterm_raises() -> None:
-    """Turn SIGTERM into KeyboardInterrupt so `with` blocks run their cleanup either way."""
+def guard(limit: float) -> None:
+    """Make the run bounded and always cleaned up: SIGTERM, and SIGALRM after `limit`
+    seconds, raise KeyboardInterrupt, so every `with` block below kills what it started."""
 
     def handler(signum: int, frame: Any) -> None:
+        if signum == signal.SIGALRM:
+            print(f"time limit of {limit:g} s reached; stopping", file=sys.stderr)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, limit)
 
 
 def kill_processes(procs: list[psutil.Process]) -> None:
@@ -75,12 +86,14 @@ def kill_processes(procs: list[psutil.Process]) -> None:
 class Daemon:
     """hermesd with `agents` echo agents (a000, a001, ...) in a fresh temp dir.
 
-    Routes send `local:bench-<i>` to agent i, so clients can use the routes or pin with
-    `agent=`.  `echo_delay` overrides that setting per agent id (used by the reload test).
+    Routes send `local:bench-<i>` to agent i (modulo the agent count) for i < max(agents,
+    sessions), so clients can use the routes or pin with `agent=`.  `echo_delay` overrides
+    that setting per agent id (used by the reload test).
     """
 
-    def __init__(self, agents: int, echo_delay: dict[str, float] | None = None) -> None:
+    def __init__(self, agents: int, echo_delay: dict[str, float] | None = None, sessions: int = 0) -> None:
         self.agents = agents
+        self.sessions = max(agents, sessions)  # routes for local:bench-0 .. -<sessions-1>
         self.echo_delay = dict(echo_delay or {})
         self.dir = Path(tempfile.mkdtemp(prefix="hermesd-bench-"))
         self.config = self.dir / "hermesd.toml"
@@ -101,31 +114,42 @@ class Daemon:
             lines += [f"[agents.{agent_id(i)}]", 'runtime = "echo"']
             if agent_id(i) in self.echo_delay:
                 lines.append(f"echo_delay = {self.echo_delay[agent_id(i)]}")
-        for i in range(self.agents):
-            lines += ["[[routes]]", f'match = "{session_key(i)}"', f'agent = "{agent_id(i)}"']
+        for i in range(self.sessions):
+            lines += ["[[routes]]", f'match = "{session_key(i)}"', f'agent = "{agent_id(i % self.agents)}"']
         self.config.write_text("\n".join(lines) + "\n")
 
     def start(self) -> None:
         self.write_config()
-        log = open(self.dir / "hermesd.log", "wb")
-        self.spawned_at = time.perf_counter()
-        # Own session: a Ctrl-C in the terminal reaches us, and we stop the daemon in order.
-        self.proc = subprocess.Popen([HERMESD, "--config", str(self.config)], stdin=subprocess.DEVNULL,
-                                     stdout=log, stderr=log, start_new_session=True)
-        log.close()
+        with open(self.dir / "hermesd.log", "wb") as log:
+            self.spawned_at = time.perf_counter()
+            # Own session: a Ctrl-C in the terminal reaches us, and we stop the daemon in order.
+            self.proc = subprocess.Popen([HERMESD, "--config", str(self.config)], stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=log, start_new_session=True)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def control_request(self, request: protocol.ControlRequest, timeout: float = 10.0) -> Any:
+        """One control-socket request, as hermesctl makes it but with a timeout."""
+        connection = ctl.Connection(self.control, protocol.ControlReply, protocol.ControlRequest)
+        try:
+            connection.send(request)
+            reply: protocol.ControlReply = connection.receive(timeout)
+        finally:
+            connection.sock.close()
+        if not reply.ok:
+            raise ctl.Failed(reply.error)
+        return reply.data
+
     def status(self) -> dict[str, Any]:
-        return ctl.request(self.control, protocol.StatusRequest())
+        return self.control_request(protocol.StatusRequest())
 
     def wait_running(self, timeout: float = 60.0) -> dict[str, Any]:
         """Poll status until every agent is `running`; returns that status."""
         deadline = time.monotonic() + timeout
         while True:
             if not self.alive():
-                raise RuntimeError(f"hermesd exited; see {self.dir / 'hermesd.log'}")
+                raise RuntimeError("hermesd exited:\n" + self.log_tail())
             try:
                 status = self.status()
                 if len(status["agents"]) == self.agents and all(
@@ -150,9 +174,9 @@ class Daemon:
         deadline = time.monotonic() + timeout
         while True:
             if not self.alive():
-                raise RuntimeError(f"hermesd exited; see {self.dir / 'hermesd.log'}")
+                raise RuntimeError("hermesd exited:\n" + self.log_tail())
             try:
-                if len(ctl.request(self.control, protocol.AgentsRequest())) == self.agents:
+                if len(self.control_request(protocol.AgentsRequest())) == self.agents:
                     return
             except (ctl.Unreachable, ctl.Failed):
                 pass
@@ -193,7 +217,7 @@ class Daemon:
             kill_processes(self._seen)
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> Daemon:
+    def __enter__(self) -> Self:
         try:
             self.start()
         except BaseException:
@@ -228,9 +252,12 @@ class LocalClient:
         self.reader = protocol.FrameReader()
         self.pending: list[Any] = []
 
-    def send(self, key: str, text: str, agent: str | None = None) -> None:
-        message = protocol.LocalSend(session_key=key, text=text, client_id=uuid.uuid4().hex, agent=agent)
+    def send(self, key: str, text: str, agent: str | None = None) -> str:
+        """Send one message; returns its client_id."""
+        client_id = uuid.uuid4().hex
+        message = protocol.LocalSend(session_key=key, text=text, client_id=client_id, agent=agent)
         self.sock.sendall(_LOCAL_OUT.encode(message))
+        return client_id
 
     def receive(self, timeout: float = 30.0) -> Any:
         self.sock.settimeout(timeout)
@@ -239,10 +266,16 @@ class LocalClient:
             if not data:
                 raise ConnectionError("daemon closed the local socket")
             self.pending = [_LOCAL_IN.decode(body) for body in self.reader.feed(data)]
-        return self.pending.pop(0)
+        frame = self.pending.pop(0)
+        if isinstance(frame, protocol.LocalError):
+            raise RuntimeError(frame.error)
+        if isinstance(frame, protocol.LocalDone) and frame.error:
+            raise RuntimeError(f"message {frame.msg_id} failed: {frame.error}")
+        return frame
 
     def until_done(self, count: int, timeout: float = 30.0) -> list[str]:
-        """Read until `count` LocalDone frames arrived; returns the reply texts seen."""
+        """Read until `count` LocalDone frames arrived; returns the reply texts seen.
+        Only for a connection whose session keys nobody else uses."""
         texts: list[str] = []
         deadline = time.monotonic() + timeout
         while count:
@@ -250,18 +283,28 @@ class LocalClient:
             if isinstance(frame, protocol.LocalReply):
                 texts.append(frame.text)
             elif isinstance(frame, protocol.LocalDone):
-                if frame.error:
-                    raise RuntimeError(f"message {frame.msg_id} failed: {frame.error}")
                 count -= 1
-            elif isinstance(frame, protocol.LocalError):
-                raise RuntimeError(frame.error)
         return texts
 
+    def request(self, key: str, text: str, agent: str | None = None, timeout: float = 30.0) -> list[str]:
+        """Send and wait for this message's own LocalDone (matched by msg_id, so a late
+        answer to someone else's message on the same session key is not mistaken for it)."""
+        client_id = self.send(key, text, agent)
+        deadline = time.monotonic() + timeout
+        msg_id, texts = None, []
+        while True:
+            frame = self.receive(max(0.001, deadline - time.monotonic()))
+            if isinstance(frame, protocol.LocalAccepted) and frame.client_id == client_id:
+                msg_id = frame.msg_id
+            elif isinstance(frame, protocol.LocalReply) and frame.msg_id == msg_id:
+                texts.append(frame.text)
+            elif isinstance(frame, protocol.LocalDone) and frame.msg_id == msg_id:
+                return texts
+
     def round_trip(self, key: str, text: str, agent: str | None = None) -> float:
-        """Seconds from send to LocalDone."""
+        """Seconds from send to this message's LocalDone."""
         start = time.perf_counter()
-        self.send(key, text, agent)
-        self.until_done(1)
+        self.request(key, text, agent)
         return time.perf_counter() - start
 
     def close(self) -> None:
@@ -306,7 +349,8 @@ def run_load(path: Path, sessions: int, duration: float, warmup: float = 0.5) ->
     def send(fd: int) -> None:
         sock, _reader, key, sent = conns[fd]
         sent[0] = time.perf_counter()
-        sock.sendall(_LOCAL_OUT.encode(protocol.LocalSend(session_key=key, text="ping", client_id=uuid.uuid4().hex)))
+        message = protocol.LocalSend(session_key=key, text="ping", client_id=uuid.uuid4().hex)
+        sock.sendall(_LOCAL_OUT.encode(message))
 
     for fd in conns:
         send(fd)
@@ -362,7 +406,10 @@ def floor_server(path: Path) -> None:
                 readers[conn.fileno()] = protocol.FrameReader()
                 selector.register(conn, selectors.EVENT_READ)
                 continue
-            data = sock.recv(65536)
+            try:
+                data = sock.recv(65536)
+            except ConnectionResetError:
+                data = b""
             if not data:
                 selector.unregister(sock)
                 del readers[sock.fileno()]
@@ -378,7 +425,10 @@ def floor_server(path: Path) -> None:
                                                           agent="floor", text="floor: " + request.text)),
                     _LOCAL_OUT.encode(protocol.LocalDone(msg_id)),
                 ]
-            sock.sendall(b"".join(out))
+            try:
+                sock.sendall(b"".join(out))
+            except OSError:  # the client went away mid-answer (end of a load run)
+                pass
 
 
 class Forked:
@@ -393,13 +443,8 @@ class Forked:
             try:
                 os.close(self._read)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent cleans up
-                result = target(*args)
-                import pickle
-
-                os.write(write, pickle.dumps(result))
+                os.write(write, pickle.dumps(target(*args)))
             except BaseException:
-                import traceback
-
                 traceback.print_exc()
                 code = 1
             finally:
@@ -408,8 +453,6 @@ class Forked:
 
     def result(self, timeout: float) -> Any:
         """Wait for the child's return value (pickled through a pipe)."""
-        import pickle
-
         deadline = time.monotonic() + timeout
         chunks = []
         os.set_blocking(self._read, False)
@@ -428,7 +471,7 @@ class Forked:
             raise RuntimeError("forked child failed (traceback above)")
         return pickle.loads(b"".join(chunks))
 
-    def __enter__(self) -> Forked:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -489,7 +532,7 @@ def private_by_mapping(pid: int, top: int = 12) -> list[tuple[str, int]]:
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def summary_ms(values: list[float]) -> dict[str, float]:

@@ -28,10 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import _harness as h
 import psutil
 
-import _harness as h
-from hermesd import ctl, protocol
+from hermesd import protocol
 
 
 def sequential(client: h.LocalClient, messages: int, agents: int) -> list[float]:
@@ -76,15 +76,16 @@ def restarts(daemon: h.Daemon, client: h.LocalClient, count: int, race: bool) ->
     """
     times = []
     pids = daemon.pids()
-    for k in range(count):
-        i = 10 + k
+    for i in range(min(count, len(pids))):
         victim = pids[h.agent_id(i)]
         start = time.perf_counter()
         os.kill(victim, signal.SIGKILL)
         while not race and psutil.pid_exists(victim):
             time.sleep(0.0002)
-        client.send(h.session_key(i), "after kill", agent=h.agent_id(i))
-        client.until_done(1, timeout=10)
+        try:
+            client.request(f"local:restart-{i}", "after kill", agent=h.agent_id(i), timeout=10)
+        except ConnectionError:
+            raise RuntimeError("hermesd died after a worker was killed:\n" + daemon.log_tail(40)) from None
         times.append(time.perf_counter() - start)
         new = daemon.pids()[h.agent_id(i)]
         if new in (victim, None):
@@ -94,7 +95,8 @@ def restarts(daemon: h.Daemon, client: h.LocalClient, count: int, race: bool) ->
 
 def reload_test(agents: int) -> dict[str, object]:
     """Change one agent's echo_delay and reload; the other agents must keep their pids."""
-    changed = h.agent_id(7)
+    index = min(7, agents - 1)
+    changed = h.agent_id(index)
     with h.Daemon(agents) as daemon:
         daemon.wait_running()
         before = daemon.pids()
@@ -106,22 +108,21 @@ def reload_test(agents: int) -> dict[str, object]:
         cli = time.perf_counter() - start
         after = daemon.pids()
         client = h.LocalClient(daemon.local)
-        client.round_trip(h.session_key(7), "after reload")
+        client.round_trip(h.session_key(index), "after reload")
         # The same change back, timed as a bare control request: no hermesctl start-up.
         daemon.echo_delay[changed] = 0.0
         daemon.write_config()
         start = time.perf_counter()
-        diff = ctl.request(daemon.control, protocol.ReloadRequest(wait=True))
+        daemon.control_request(protocol.ReloadRequest(wait=True), timeout=30)
         bare = time.perf_counter() - start
-        client.round_trip(h.session_key(7), "after reload")
+        client.round_trip(h.session_key(index), "after reload")
         client.close()
     unchanged = sum(1 for a in before if a != changed and before[a] == after[a])
-    return {"cli": cli, "bare": bare, "unchanged": unchanged, "changed_pid_new": before[changed] != after[changed],
-            "diff": diff}
+    return {"cli": cli, "bare": bare, "unchanged": unchanged, "changed_pid_new": before[changed] != after[changed]}
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1],
+    parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agents", type=int, default=100, help="echo agents for (a), (b), (d) (default %(default)s)")
     parser.add_argument("--messages", type=int, default=2000, help="sequential round trips (default %(default)s)")
@@ -129,19 +130,27 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of load for (b) (default %(default)s)")
     parser.add_argument("--restarts", type=int, default=5, help="workers to kill for (d) (default %(default)s)")
     parser.add_argument("--restart-race", action="store_true",
-                        help="(d): send right after SIGKILL, not after the reap (reproduces a daemon crash)")
+                        help="(d): send right after SIGKILL, not after the reap (often crashes hermesd)")
     parser.add_argument("--reload-agents", type=int, default=50, help="agents for (e) (default %(default)s)")
+    parser.add_argument("--time-limit", type=float, default=110,
+                        help="stop (and clean up) after this many seconds (default %(default)s)")
     args = parser.parse_args()
-    h.sigterm_raises()
+    h.guard(args.time_limit)
 
-    with h.Daemon(args.agents) as daemon:
+    with h.Daemon(args.agents, sessions=args.sessions) as daemon:
         daemon.wait_running()
         client = h.LocalClient(daemon.local)
         sequential(client, args.agents, args.agents)  # warm every worker and session once
         seq = h.summary_ms(sequential(client, args.messages, args.agents))
+        # Close it: an attached connection that stops reading stalls every local reply
+        # once its socket buffer is full (see docs/BENCHMARKS.md), and this one shares
+        # the load's session keys.
+        client.close()
         print("(a) done", file=sys.stderr)
         load, shares = throughput(daemon.local, args.sessions, args.duration, daemon.tree())
         print("(b) done", file=sys.stderr)
+        time.sleep(0.5)  # let the answers the load left in flight drain
+        client = h.LocalClient(daemon.local)
         restart = restarts(daemon, client, args.restarts, args.restart_race)
         print("(d) done", file=sys.stderr)
         client.close()
@@ -175,10 +184,9 @@ def main() -> int:
         lat = h.summary_ms(r.latencies)
         rows.append([name, f"{r.rate:,.0f}", f"{lat['p50']:.2f}", f"{lat['p99']:.2f}", f"{r.cpu_share:.0%}",
                      f"{sh['parent']:.0%}" if sh else "-", f"{sh['workers']:.0%}" if sh else "-"])
-    rows.append(["floor/hermesd", f"{floor_load.rate / load.rate:.1f}x", "", "", "", "", ""])
+    rows.append(["hermesd/floor", f"{load.rate / floor_load.rate:.3f}x", "", "", "", "", ""])
     print(h.table(rows))
 
-    first = restart[0] * 1e3
     print(f"\n(d) restart (SIGKILL -> replacement answered), {len(restart)} workers: "
           + ", ".join(f"{t * 1e3:.1f}" for t in restart) + " ms")
     print(f"\n(e) reload, {args.reload_agents} agents, one echo_delay changed: "
@@ -187,11 +195,13 @@ def main() -> int:
           f"changed agent restarted: {reload['changed_pid_new']}")
 
     print()
-    print(f"target round trip p99 <= 1 ms: {seq['p99']:.3f} ms -> {h.verdict(seq['p99'] <= 1.0)}")
+    print(f"target parent hop p99 <= 1 ms (measured as the whole round trip): {seq['p99']:.3f} ms -> "
+          f"{h.verdict(seq['p99'] <= 1.0)}")
     print(f"target >= 5,000 msg/s, {args.sessions} sessions: {load.rate:,.0f} msg/s -> "
           f"{h.verdict(load.rate >= 5000)}")
-    print(f"target first restart <= 100 ms: {first:.1f} ms (worst {max(restart) * 1e3:.1f}) -> "
-          f"{h.verdict(first <= 100)}")
+    worst = max(restart) * 1e3
+    print(f"target first restart <= 100 ms: worst of {len(restart)} first restarts {worst:.1f} ms -> "
+          f"{h.verdict(worst <= 100)}")
     ok = reload["cli"] <= 0.2 and reload["unchanged"] == args.reload_agents - 1 and reload["changed_pid_new"]
     print(f"target reload <= 200 ms, others untouched: {reload['cli'] * 1e3:.1f} ms, "
           f"{reload['unchanged']} unchanged -> {h.verdict(bool(ok))}")

@@ -21,11 +21,11 @@ import argparse
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
-
-import psutil
+from dataclasses import dataclass, field
+from statistics import fmean as mean
 
 import _harness as h
+import psutil
 
 STANDALONE = """\
 import signal
@@ -42,16 +42,17 @@ anyio.run(idle)
 
 @dataclass
 class Row:
+    """One N: the daemon's tree and the standalone processes, in bytes."""
+
     n: int
-    answered_s: float
-    tree_pss: int
-    parent_pss: int
-    zygote_pss: int
-    worker_uss: list[int]
-    worker_rss: list[int]
-    alone_pss: int
-    alone_uss: list[int]
-    smaps_pid: int = 0
+    answered_s: float = 0.0
+    tree_pss: int = 0
+    parent_pss: int = 0
+    zygote_pss: int = 0
+    worker_uss: list[int] = field(default_factory=list)
+    worker_rss: list[int] = field(default_factory=list)
+    alone_pss: int = 0
+    alone_uss: list[int] = field(default_factory=list)
 
 
 def measure_daemon(n: int, settle: float, row: Row, smaps: bool) -> None:
@@ -114,18 +115,20 @@ def mib(value: float) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1],
+    parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agents", default="1,10,50,100", help="comma-separated N values (default %(default)s)")
     parser.add_argument("--settle", type=float, default=1.0, help="seconds to idle before measuring")
     parser.add_argument("--no-smaps", action="store_true", help="skip the per-mapping breakdown of a worker")
+    parser.add_argument("--time-limit", type=float, default=170,
+                        help="stop (and clean up) after this many seconds (default %(default)s)")
     args = parser.parse_args()
     counts = [int(x) for x in args.agents.split(",") if x.strip()]
-    h.sigterm_raises()
+    h.guard(args.time_limit)
 
     rows: list[Row] = []
     for n in counts:
-        row = Row(n, 0, 0, 0, 0, [], [], 0, [])
+        row = Row(n)
         measure_daemon(n, args.settle, row, smaps=not args.no_smaps and n == max(counts))
         measure_standalone(n, args.settle, row)
         rows.append(row)
@@ -137,14 +140,13 @@ def main() -> int:
     for r in rows:
         table.append([
             str(r.n), f"{r.answered_s:.3f}", mib(r.tree_pss), mib(r.parent_pss), mib(r.zygote_pss),
-            f"{r.worker_uss and sum(r.worker_uss) / len(r.worker_uss) / h.MiB:.2f} / {max(r.worker_uss) / h.MiB:.2f}",
-            mib(sum(r.worker_rss) / len(r.worker_rss)), mib(r.alone_pss),
-            mib(sum(r.alone_uss) / len(r.alone_uss)), f"{r.tree_pss / r.alone_pss:.3f}",
+            f"{mean(r.worker_uss) / h.MiB:.2f} / {max(r.worker_uss) / h.MiB:.2f}",
+            mib(mean(r.worker_rss)), mib(r.alone_pss), mib(mean(r.alone_uss)), f"{r.tree_pss / r.alone_pss:.3f}",
         ])  # fmt: skip
     print()
     print(h.table(table))
     print()
-    worst_uss = max(sum(r.worker_uss) / len(r.worker_uss) for r in rows)
+    worst_uss = max(mean(r.worker_uss) for r in rows)
     print(f"target idle echo worker <= 2 MiB USS: mean USS up to {worst_uss / h.MiB:.2f} MiB "
           f"-> {h.verdict(worst_uss <= 2 * h.MiB)}")
     for r in rows:
