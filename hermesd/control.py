@@ -29,8 +29,7 @@ class Control:
     async def serve(self, path: Path, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         listener = await unixsock.listen(path)
         task_status.started()
-        async with listener:
-            await listener.serve(self._connection)
+        await unixsock.serve(listener, self._connection, "control")
 
     async def _connection(self, stream: SocketStream) -> None:
         connection = unixsock.FramedConnection(stream, protocol.ControlRequest, protocol.ControlReply)

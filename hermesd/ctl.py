@@ -272,16 +272,24 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--local-socket", type=Path,
                         help="local platform socket (default: local.sock beside the control socket)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    # --json is also accepted after the command (`hermesctl status --json`)
+    json_too = argparse.ArgumentParser(add_help=False)
+    json_too.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                          help="print machine-readable JSON")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("status", help="daemon and per-agent state, memory, queue, last error")
-    commands.add_parser("agents", help="configured agents")
-    routes = commands.add_parser("routes", help="routing table; with KEY, where KEY goes")
+    commands.add_parser("status", parents=[json_too],
+                        help="daemon and per-agent state, memory, queue, last error")
+    commands.add_parser("agents", parents=[json_too], help="configured agents")
+    routes = commands.add_parser("routes", parents=[json_too],
+                                 help="routing table; with KEY, where KEY goes")
     routes.add_argument("key", nargs="?")
-    reload = commands.add_parser("reload", help="re-read the config; restart only changed agents")
+    reload = commands.add_parser("reload", parents=[json_too],
+                                 help="re-read the config; restart only changed agents")
     reload.add_argument("--wait", action="store_true", help="return once changes are applied")
     for action in ("start", "stop", "restart"):
-        commands.add_parser(action, help=f"{action} one agent").add_argument("agent")
-    send = commands.add_parser("send", help="send one message on the local platform, print replies")
+        commands.add_parser(action, parents=[json_too], help=f"{action} one agent").add_argument("agent")
+    send = commands.add_parser("send", parents=[json_too],
+                               help="send one message on the local platform, print replies")
     send.add_argument("key", help="session key, e.g. local:me or telegram:dm:42")
     send.add_argument("text")
     send.add_argument("--agent", help="talk to this agent instead of the one the routes pick")

@@ -77,16 +77,17 @@ class Service:
             async with anyio.create_task_group() as self._task_group:
                 tg = self._task_group
                 await tg.start(self.supervisor.run)
+                for spec in self.cfg.worker_specs().values():  # before any message can arrive
+                    self.supervisor.add(spec)
+                    self.supervisor.start(spec.agent_id)
                 for name, adapter in self.adapters.items():
                     send, receive = anyio.create_memory_object_stream[Outgoing | Finished](math.inf)
                     self._outboxes[name] = send
                     tg.start_soon(self._deliver_loop, adapter, receive)
+                self._recover()
+                for adapter in self.adapters.values():
                     await tg.start(adapter.serve)
                 await tg.start(Control(self).serve, self.control_path)
-                for spec in self.cfg.worker_specs().values():
-                    self.supervisor.add(spec)
-                    self.supervisor.start(spec.agent_id)
-                self._recover()
                 self.state = "running"
                 self.notifier.ready(self.summary())
                 log.info("daemon_ready", pid=os.getpid(), agents=len(self.supervisor.slots),

@@ -327,7 +327,10 @@ class Supervisor:
                     batch.append(_TO_WORKER.encode(frames.receive_nowait()))
                 except anyio.WouldBlock:
                     break
-            await stream.send(b"".join(batch))
+            try:
+                await stream.send(b"".join(batch))
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return  # died before it was reaped: its messages wait for the next Hello
 
     async def _heartbeat(self, slot: Slot) -> None:
         interval, timeout = self.settings.heartbeat_interval, self.settings.heartbeat_timeout

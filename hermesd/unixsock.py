@@ -8,15 +8,17 @@ import os
 import pwd
 import socket
 import struct
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 from anyio.abc import SocketAttribute, SocketListener, SocketStream
 
-from hermesd import protocol
+from hermesd import log, protocol
 
 _PEERCRED = struct.Struct("3i")
+SEND_TIMEOUT = 2.0
 
 
 async def listen(path: Path) -> SocketListener:
@@ -30,6 +32,22 @@ async def listen(path: Path) -> SocketListener:
         os.umask(old_umask)
     os.chmod(path, 0o660)
     return listener
+
+
+async def serve(
+    listener: SocketListener, handler: Callable[[SocketStream], Awaitable[None]], name: str
+) -> None:
+    """Serve each connection in its own task.  A failure inside one connection is logged
+    and ends that connection only: it must never end the listener, let alone the daemon."""
+
+    async def guarded(stream: SocketStream) -> None:
+        try:
+            await handler(stream)
+        except Exception as exc:
+            log.error("connection_failed", socket=name, error=f"{type(exc).__name__}: {exc}")
+
+    async with listener:
+        await listener.serve(guarded)
 
 
 def peer_refusal(stream: SocketStream) -> str | None:
@@ -66,20 +84,24 @@ class FramedConnection:
         while not self._pending:
             try:
                 data = await self.stream.receive()
-            except (anyio.EndOfStream, anyio.BrokenResourceError):
+            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
                 self._reader.close()
                 return None
             self._pending = [self._in.decode(body) for body in self._reader.feed(data)]
         return self._pending.pop(0)
 
     async def send(self, message: Any) -> bool:
-        """False if the peer has gone (the caller decides what that means)."""
+        """False if the peer has gone.  A peer that stops reading is disconnected after
+        SEND_TIMEOUT: one stuck client must not hold up what is sent to the others."""
         async with self._lock:
-            try:
-                await self.stream.send(self._out.encode(message))
-                return True
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-                return False
+            with anyio.move_on_after(SEND_TIMEOUT):
+                try:
+                    await self.stream.send(self._out.encode(message))
+                    return True
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                    return False
+            await self.stream.aclose()  # a half-written frame: the stream is unusable
+            return False
 
     async def refuse(self, answer: Any) -> None:
         """Answer a peer we will not serve.  Its first request is read first: closing a

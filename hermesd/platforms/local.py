@@ -33,8 +33,7 @@ class LocalPlatform:
         listener = await unixsock.listen(self.path)
         task_status.started()
         log.info("local_listening", socket=str(self.path))
-        async with listener:
-            await listener.serve(self._connection)
+        await unixsock.serve(listener, self._connection, "local")
 
     def close_intake(self) -> None:
         self._intake_open = False

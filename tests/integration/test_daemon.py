@@ -144,3 +144,29 @@ def test_control_socket_refuses_other_users(daemon: Daemon) -> None:
     reply = protocol.Codec(protocol.ControlReply, json=True).decode(answer[4:])
     assert not reply.ok and "permission denied" in reply.error and "uid 65534" in reply.error
     assert "control_refused" in daemon.log()
+
+
+def test_message_sent_the_moment_the_socket_appears_is_answered(daemon: Daemon) -> None:
+    daemon.write_config(AGENTS, daemon='default_agent = "home"\n')
+    daemon.start(wait=False)
+    result = wait_for(lambda: (r := daemon.ctl("send", "local:early", "first!")).returncode != 3 and r,
+                      what="local socket accepting")
+    assert (result.returncode, result.stdout) == (0, "home: first!\n"), result.stderr
+
+
+def test_a_client_that_stops_reading_does_not_stall_other_conversations(daemon: Daemon) -> None:
+    daemon.write_config(AGENTS, daemon='default_agent = "home"\n')
+    daemon.start()
+    stuck = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stuck.connect(str(daemon.runtime_dir / "local.sock"))
+    codec = protocol.Codec(protocol.LocalFrame, json=True)
+    text = "x" * 2000
+    frames = b"".join(codec.encode(protocol.LocalSend(session_key="local:stuck", text=text,
+                                                       client_id=f"s{i}")) for i in range(400))
+    try:
+        stuck.sendall(frames)  # ~800 kB of replies will come back; it never reads them
+    except BrokenPipeError:
+        pass  # the daemon already gave up on it: that is the point
+    wait_for(lambda: daemon.agents()["home"]["queue"] == 0, what="stuck client's turns done")
+    assert daemon.send("local:other", "anyone?") == "home: anyone?\n"
+    stuck.close()

@@ -108,3 +108,15 @@ def test_stop_and_start_one_agent(daemon: Daemon) -> None:
     wait_for(lambda: daemon.agent_running("coder"), what="coder running again")
     assert daemon.ctl("restart", "coder").returncode == 0
     assert daemon.agents()["coder"]["restarts"] == 0  # asked for, not failures
+
+
+def test_message_to_a_just_killed_worker_does_not_hurt_the_daemon(daemon: Daemon) -> None:
+    """Writing to a dead worker's socket before it is reaped is an ordinary event."""
+    daemon.write_config(AGENTS)
+    daemon.start()
+    for round_ in range(3):  # fatal_failures = 4
+        pid = daemon.agents()["coder"]["pid"]
+        os.kill(pid, signal.SIGKILL)
+        assert daemon.send("local:race", f"round {round_}", "--agent", "coder") == f"coder: round {round_}\n"
+        wait_for(lambda pid=pid: daemon.agent_running("coder", other_than=pid), what="coder back")
+    assert daemon.process is not None and daemon.process.poll() is None
