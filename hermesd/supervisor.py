@@ -226,11 +226,16 @@ class Supervisor:
             slot.last_seen = time.monotonic()
             if not slot.wanted:  # stop() was called while the zygote was forking
                 slot.request_stop()
+            read_all = anyio.Event()
             async with anyio.create_task_group() as connection, stream:
-                connection.start_soon(self._read_frames, slot, stream)
+                connection.start_soon(self._read_frames, slot, stream, read_all)
                 connection.start_soon(self._write_frames, stream, frames)
                 connection.start_soon(self._heartbeat, slot)
                 await slot.exited.wait()
+                # Its last words (a Done, the error it exits for) may still be unread.  A
+                # process it left behind could hold the socket open, so wait only a little.
+                with anyio.move_on_after(0.5):
+                    await read_all.wait()
                 connection.cancel_scope.cancel()
         finally:
             slot.frames = None
@@ -275,7 +280,10 @@ class Supervisor:
 
     # ---------------------------------------------------------------- the connection
 
-    async def _read_frames(self, slot: Slot, stream: anyio.abc.ByteStream) -> None:
+    async def _read_frames(
+        self, slot: Slot, stream: anyio.abc.ByteStream, read_all: anyio.Event
+    ) -> None:
+        """Until end of stream; the exit itself is learnt from `child_exited`."""
         reader = protocol.FrameReader()
         try:
             while True:
@@ -283,12 +291,14 @@ class Supervisor:
                     data = await stream.receive()
                 except (anyio.EndOfStream, anyio.BrokenResourceError):
                     reader.close()
-                    return  # the exit itself arrives through child_exited
+                    return
                 slot.last_seen = time.monotonic()
                 for body in reader.feed(data):
                     self._handle(slot, _FROM_WORKER.decode(body))
         except protocol.ProtocolError as exc:
             slot.kill(f"protocol error: {exc}")
+        finally:
+            read_all.set()
 
     def _handle(self, slot: Slot, frame: protocol.WorkerFrame) -> None:
         if isinstance(frame, protocol.Reply):
