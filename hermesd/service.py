@@ -29,12 +29,25 @@ from hermesd.supervisor import Slot, State, Supervisor
 from hermesd.zygote import Zygote
 
 PRUNE_AFTER = 7 * 86400  # keep acked messages this long to recognise repeated updates
+CHECKPOINT_INTERVAL = 1.0  # seconds between spool WAL checkpoints
 
 
 class Finished(msgspec.Struct, frozen=True):
+    """Every reply of this message has been delivered: adapters may say so."""
+
     msg_id: int
     session_key: str
     error: str | None
+
+
+class Resend(msgspec.Struct, frozen=True):
+    """A stored reply queued again because a client came back for it; it may have been
+    delivered meanwhile, which plain replies need not be checked for."""
+
+    reply: Outgoing
+
+
+Outbound = Outgoing | Finished | Resend
 
 
 class Shutdown(Exception):
@@ -57,7 +70,7 @@ class Service:
         self.supervisor = Supervisor(zygote, cfg.daemon, self._on_reply, self._on_done)
         self.notifier = Notifier()
         self.adapters: dict[str, Adapter] = {}
-        self._outboxes: dict[str, MemoryObjectSendStream[Outgoing | Finished]] = {}
+        self._outboxes: dict[str, MemoryObjectSendStream[Outbound]] = {}
         self._reload_lock = anyio.Lock()
         self._task_group: TaskGroup | None = None
         runtime_dir = Path(cfg.daemon.runtime_dir)
@@ -81,7 +94,7 @@ class Service:
                     self.supervisor.add(spec)
                     self.supervisor.start(spec.agent_id)
                 for name, adapter in self.adapters.items():
-                    send, receive = anyio.create_memory_object_stream[Outgoing | Finished](math.inf)
+                    send, receive = anyio.create_memory_object_stream[Outbound](math.inf)
                     self._outboxes[name] = send
                     tg.start_soon(self._deliver_loop, adapter, receive)
                 self._recover()
@@ -93,8 +106,11 @@ class Service:
                 log.info("daemon_ready", pid=os.getpid(), agents=len(self.supervisor.slots),
                          config=self.config_path or "<embedded default>")
                 tg.start_soon(self._keepalive)
+                tg.start_soon(self._checkpoints)
                 async for signum in signals:
                     self._handle_signal(signum, tg)
+        self.spool.close()
+        log.info("daemon_stopped", code=self.exit_code)
         return self.exit_code
 
     def _handle_signal(self, signum: int, tg: TaskGroup) -> None:
@@ -144,6 +160,13 @@ class Service:
                 last_prune = time.monotonic()
             await anyio.sleep(interval)
 
+    async def _checkpoints(self) -> None:
+        """The spool's WAL checkpoints fsync, which would stall every message behind them
+        if they ran in the event loop; run them in a thread instead."""
+        while True:
+            await anyio.sleep(CHECKPOINT_INTERVAL)
+            await anyio.to_thread.run_sync(self.spool.checkpoint)
+
     def summary(self) -> str:
         states: dict[str, int] = {}
         for slot in self.supervisor.slots.values():
@@ -171,8 +194,6 @@ class Service:
         with anyio.move_on_after(self.cfg.daemon.stop_timeout):
             while self.zygote.pid > 0:
                 await anyio.sleep(0.01)
-        self.spool.close()
-        log.info("daemon_stopped", code=self.exit_code)
         assert self._task_group is not None
         self._task_group.cancel_scope.cancel()
 
@@ -231,7 +252,7 @@ class Service:
         if self.spool.finish(message.msg_id, done.error):
             self._enqueue(message.platform, Finished(message.msg_id, message.session_key, done.error))
 
-    def _enqueue(self, platform: str, item: Outgoing | Finished) -> None:
+    def _enqueue(self, platform: str, item: Outbound) -> None:
         outbox = self._outboxes.get(platform)
         if outbox is None:
             log.warning("reply_held", platform=platform, reason="platform not enabled")
@@ -243,19 +264,23 @@ class Service:
 
     def retry(self, platform: str, session_key: str) -> None:
         for reply in self.spool.undelivered(platform, session_key):
-            self._enqueue(platform, reply)
+            self._enqueue(platform, Resend(reply))
 
     async def _deliver_loop(
-        self, adapter: Adapter, items: MemoryObjectReceiveStream[Outgoing | Finished]
+        self, adapter: Adapter, items: MemoryObjectReceiveStream[Outbound]
     ) -> None:
         """The only place replies leave: one at a time per platform, in order, each marked
         delivered (and its message acked when it was the last) once the adapter has it."""
         async for item in items:
             if isinstance(item, Finished):
                 await adapter.finished(item.msg_id, item.session_key, item.error)
-            elif not self.spool.is_delivered(item) and await adapter.deliver(item):
-                if self.spool.delivered(item):
-                    await adapter.finished(item.msg_id, item.session_key, None)
+                continue
+            if isinstance(item, Resend):
+                if self.spool.is_delivered(item.reply):
+                    continue
+                item = item.reply
+            if await adapter.deliver(item) and self.spool.delivered(item):
+                await adapter.finished(item.msg_id, item.session_key, None)
 
     # ---------------------------------------------------------------- reload
 

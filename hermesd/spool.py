@@ -113,6 +113,8 @@ class Spool:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
+        # Checkpoints fsync; they run from `checkpoint()` in a thread, not in the event loop.
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
         fresh = self._db.execute(
             "SELECT 1 FROM sqlite_master WHERE name = 'inbound'"
         ).fetchone() is None
@@ -126,6 +128,7 @@ class Spool:
             )
 
     def close(self) -> None:
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.close()
 
     # ---------------------------------------------------------------- inbound
@@ -172,13 +175,14 @@ class Spool:
 
     def finish(self, msg_id: int, error: str | None = None) -> bool:
         """The worker is done with `msg_id`.  Returns True if that also acked it (no reply
-        is waiting for delivery)."""
-        with self._transaction():
-            self._db.execute(
-                "UPDATE inbound SET state = 1, error = ? WHERE msg_id = ? AND state = 0",
-                (error, msg_id),
-            )
-            return self._ack_if_delivered(msg_id)
+        is waiting for delivery).  One statement, so one implicit transaction."""
+        row = self._db.execute(
+            "UPDATE inbound SET error = ?, state = CASE WHEN EXISTS (SELECT 1 FROM outbox"
+            " WHERE msg_id = ? AND delivered_at IS NULL) THEN 1 ELSE 2 END"
+            " WHERE msg_id = ? AND state = 0 RETURNING state",
+            (error, msg_id, msg_id),
+        ).fetchone()
+        return row is not None and row[0] == State.ACKED
 
     # ---------------------------------------------------------------- outbox
 
@@ -205,6 +209,7 @@ class Spool:
         return [_outgoing(row) for row in rows]
 
     def is_delivered(self, reply: Outgoing) -> bool:
+        """For a reply queued again (a client came back): was an earlier copy delivered?"""
         row = self._db.execute(
             "SELECT delivered_at IS NOT NULL FROM outbox WHERE reply_id = ?", (reply.reply_id,)
         ).fetchone()
@@ -220,6 +225,15 @@ class Spool:
             return self._ack_if_delivered(reply.msg_id)
 
     # ---------------------------------------------------------------- upkeep
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file.  Safe to call from another thread: it uses
+        a connection of its own, and PASSIVE never blocks the writer."""
+        db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            db.close()
 
     def prune(self, older_than: float) -> int:
         """Forget acked messages received before `older_than` (a time.time() value)."""

@@ -220,7 +220,7 @@ class Supervisor:
             if slot.pid in self._early_exits:
                 self.child_exited(slot.pid, self._early_exits.pop(slot.pid))
             log.info("worker_spawned", agent=slot.agent_id, pid=slot.pid)
-            stream = await anyio.abc.UNIXSocketStream.from_socket(ours)
+            stream = await anyio.abc.SocketStream.from_socket(ours)
             send, frames = anyio.create_memory_object_stream[protocol.ParentFrame](math.inf)
             slot.frames = send
             slot.last_seen = time.monotonic()

@@ -48,10 +48,12 @@ def run(fd: int, spec: protocol.WorkerSpec, daemon_pid: int) -> NoReturn:
 
 
 async def _serve(sock: socket.socket, spec: protocol.WorkerSpec) -> int:
-    stream = await anyio.abc.UNIXSocketStream.from_socket(sock)
+    stream = await anyio.abc.SocketStream.from_socket(sock)
     try:
         workspace = Path(spec.workspace)
         workspace.mkdir(parents=True, exist_ok=True)
+        if not os.access(workspace, os.W_OK | os.X_OK):
+            raise PermissionError(f"workspace {workspace} is not writable")
         ledger = Ledger(workspace / "state.db")
         runtime = runtimes.load(spec)
     except Exception as exc:  # tell the parent why, so `hermesctl status` can show it
@@ -132,7 +134,7 @@ def warm_up() -> None:
     import tempfile
 
     async def drive(parent: socket.socket, spec: protocol.WorkerSpec) -> None:
-        stream = await anyio.abc.UNIXSocketStream.from_socket(parent)
+        stream = await anyio.abc.SocketStream.from_socket(parent)
         frames = [protocol.Deliver(msg_id=1, platform="local", session_key="local:warm", text="hi"),
                   protocol.Ping(1), protocol.Stop()]
         await stream.send(b"".join(_FROM_PARENT_ENCODE.encode(f) for f in frames))
