@@ -72,6 +72,15 @@ class Deliver(msgspec.Struct, tag=True, frozen=True, kw_only=True):
     session_key: str
     text: str
     sender: str = ""
+    depth: int = 0  # how many agent-to-agent hops led here (bounds send_to_agent loops)
+
+
+class Answer(msgspec.Struct, tag=True, frozen=True, kw_only=True):
+    """The outcome of an `Ask`: the other agent's replies, or why there are none."""
+
+    request_id: str
+    text: str = ""
+    error: str | None = None
 
 
 class Ping(msgspec.Struct, tag=True, frozen=True):
@@ -82,7 +91,7 @@ class Stop(msgspec.Struct, tag=True, frozen=True):
     """Finish the turns in progress, then exit 0."""
 
 
-ParentFrame = Deliver | Ping | Stop
+ParentFrame = Deliver | Answer | Ping | Stop
 
 
 # --------------------------------------------------------------------------- worker -> parent
@@ -129,7 +138,28 @@ class Log(msgspec.Struct, tag=True, frozen=True, kw_only=True):
     fields: dict[str, str] = {}
 
 
-WorkerFrame = Hello | Reply | Typing | Done | Pong | Log
+class Inject(msgspec.Struct, tag=True, frozen=True, kw_only=True):
+    """A message the agent gives itself in one of its conversations (a cron job firing).
+    `external_id` makes a repeat after a crash a no-op.  The parent accepts it only for a
+    conversation that was routed to this agent before."""
+
+    external_id: str
+    platform: str
+    session_key: str
+    text: str
+
+
+class Ask(msgspec.Struct, tag=True, frozen=True, kw_only=True):
+    """send_to_agent: ask agent `to` (if `can_message` allows) in session agent:<me>:<to>.
+    `request_id` is stable across a re-run of the same turn, so a repeat is recognised."""
+
+    request_id: str
+    to: str
+    text: str
+    depth: int
+
+
+WorkerFrame = Hello | Reply | Typing | Done | Pong | Log | Inject | Ask
 
 
 # --------------------------------------------------------------------------- parent <-> zygote

@@ -20,7 +20,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from hermesd import config, log, protocol
-from hermesd.platforms import Adapter
+from hermesd.platforms import Adapter, agents
 from hermesd.platforms.local import LocalPlatform
 from hermesd.routing import Route, Router
 from hermesd.sdnotify import Notifier
@@ -67,7 +67,7 @@ class Service:
         self.exit_code = 0
         self.router = _router(cfg)
         self.spool = Spool(Path(cfg.daemon.state_dir) / "spool.db")
-        self.supervisor = Supervisor(zygote, cfg.daemon, self._on_reply, self._on_done)
+        self.supervisor = Supervisor(zygote, cfg.daemon, self)
         self.notifier = Notifier()
         self.adapters: dict[str, Adapter] = {}
         self._outboxes: dict[str, MemoryObjectSendStream[Outbound]] = {}
@@ -75,6 +75,8 @@ class Service:
         self._task_group: TaskGroup | None = None
         runtime_dir = Path(cfg.daemon.runtime_dir)
         self.control_path = runtime_dir / "control.sock"
+        self.agent_platform = agents.AgentPlatform(self.supervisor, self.spool)
+        self.adapters[agents.NAME] = self.agent_platform
         if cfg.platforms.local.enabled:
             local_path = Path(cfg.platforms.local.socket or runtime_dir / "local.sock")
             self.adapters["local"] = LocalPlatform(local_path, self)
@@ -200,31 +202,59 @@ class Service:
     # ---------------------------------------------------------------- messages in
 
     def receive(self, message: Incoming) -> tuple[Inbound, Route, bool]:
-        entry, new = self.spool.put_inbound(message)
-        route = self._route(entry)
+        route = self._route(message)
+        entry, new = self.spool.put_inbound(message, route.agent)
         if new:
             self._dispatch(entry, route)
         return entry, route, new
 
-    def _route(self, entry: Inbound) -> Route:
-        if entry.agent is None:
-            return self.router.resolve(entry.session_key)
-        if entry.agent in self.supervisor.slots:
-            return Route(entry.agent, "chosen by sender")
-        return Route(None, f"no agent {entry.agent!r}")
+    def _route(self, message: Incoming) -> Route:
+        if message.agent is None:
+            return self.router.resolve(message.session_key)
+        if message.agent in self.supervisor.slots:
+            return Route(message.agent, "chosen by sender")
+        return Route(None, f"no agent {message.agent!r}")
 
     def _dispatch(self, entry: Inbound, route: Route) -> None:
         if route.agent is None:
             log.warning("message_dropped", session=entry.session_key, msg_id=entry.msg_id,
                         reason=route.rule)
-            self.spool.finish(entry.msg_id, error=route.rule)
+            if self.spool.finish(entry.msg_id, error=route.rule):
+                self._enqueue(entry.platform, Finished(entry.msg_id, entry.session_key, route.rule))
             return
         log.debug("message_routed", agent=route.agent, session=entry.session_key,
                   msg_id=entry.msg_id, rule=route.rule)
         self.supervisor.deliver(route.agent, protocol.Deliver(
             msg_id=entry.msg_id, platform=entry.platform, session_key=entry.session_key,
-            text=entry.text, sender=entry.sender,
+            text=entry.text, sender=entry.sender, depth=entry.depth,
         ))  # fmt: skip
+
+    def on_request(self, slot: Slot, request: protocol.Inject | protocol.Ask) -> None:
+        """A worker speaks unasked (cron) or asks another agent (send_to_agent)."""
+        agent = slot.agent_id
+        if isinstance(request, protocol.Inject):
+            if not self.spool.has_conversation(request.platform, request.session_key, agent):
+                log.warning("inject_refused", agent=agent, session=request.session_key,
+                            reason="not a conversation of this agent")
+                return
+            self.receive(Incoming(
+                platform=request.platform, external_id=f"{agent}:{request.external_id}",
+                session_key=request.session_key, text=request.text, sender="cron", agent=agent,
+            ))  # fmt: skip
+            return
+        refusal = agents.refusal(agent, slot.spec.can_message, request, self.supervisor.slots)
+        if refusal:
+            log.warning("ask_refused", agent=agent, to=request.to, reason=refusal)
+            slot.send(protocol.Answer(request_id=request.request_id, error=refusal))
+            return
+        entry, _route, new = self.receive(Incoming(
+            platform=agents.NAME, external_id=f"{agent}:{request.request_id}",
+            session_key=f"agent:{agent}:{request.to}", text=request.text,
+            sender=agents.sender(agent, request.request_id), agent=request.to,
+            depth=request.depth,
+        ))  # fmt: skip
+        if not new:  # asked again after a restart: answer now if it was answered before
+            self.agent_platform.answer_again(entry)
 
     def _recover(self) -> None:
         """After a restart: redeliver what no worker finished, resend what nobody got."""
@@ -239,13 +269,13 @@ class Service:
 
     # ---------------------------------------------------------------- replies out
 
-    def _on_reply(self, slot: Slot, reply: protocol.Reply) -> None:
+    def on_reply(self, slot: Slot, reply: protocol.Reply) -> None:
         stored = self.spool.put_reply(msg_id=reply.msg_id, seq=reply.seq, agent=slot.agent_id,
                                       text=reply.text)
         if stored is not None:
             self._enqueue(stored.platform, stored)
 
-    def _on_done(self, slot: Slot, message: protocol.Deliver, done: protocol.Done) -> None:
+    def on_done(self, slot: Slot, message: protocol.Deliver, done: protocol.Done) -> None:
         if done.error:
             log.warning("turn_failed", agent=slot.agent_id, session=message.session_key,
                         msg_id=message.msg_id, error=done.error)

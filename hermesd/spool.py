@@ -39,7 +39,8 @@ class Incoming(msgspec.Struct, frozen=True, kw_only=True):
     session_key: str
     text: str
     sender: str = ""
-    agent: str | None = None  # pinned by the sender (local chat), else routed
+    agent: str | None = None  # pinned by the sender (local chat, cron, another agent)
+    depth: int = 0  # agent-to-agent hops that led to this message
 
 
 class Inbound(Incoming, frozen=True, kw_only=True):
@@ -64,6 +65,8 @@ CREATE TABLE IF NOT EXISTS inbound (
     session_key TEXT NOT NULL,
     sender      TEXT NOT NULL,
     agent       TEXT,
+    depth       INTEGER NOT NULL DEFAULT 0,
+    routed_to   TEXT,
     text        TEXT NOT NULL,
     received_at REAL NOT NULL,
     state       INTEGER NOT NULL DEFAULT 0,
@@ -71,6 +74,7 @@ CREATE TABLE IF NOT EXISTS inbound (
     UNIQUE (platform, external_id)
 );
 CREATE INDEX IF NOT EXISTS inbound_open ON inbound (state, msg_id) WHERE state < 2;
+CREATE INDEX IF NOT EXISTS inbound_conversation ON inbound (session_key, platform, routed_to);
 CREATE TABLE IF NOT EXISTS outbox (
     reply_id     INTEGER PRIMARY KEY,
     msg_id       INTEGER NOT NULL,
@@ -85,14 +89,14 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_open ON outbox (reply_id) WHERE delivered_at IS NULL;
 """
 
-_INBOUND_COLUMNS = "msg_id, platform, external_id, session_key, text, sender, agent"
+_INBOUND_COLUMNS = "msg_id, platform, external_id, session_key, text, sender, agent, depth"
 _OUTGOING_COLUMNS = "reply_id, msg_id, seq, platform, session_key, agent, text"
 
 
 def _inbound(row: tuple) -> Inbound:
     return Inbound(
         msg_id=row[0], platform=row[1], external_id=row[2], session_key=row[3],
-        text=row[4], sender=row[5], agent=row[6],
+        text=row[4], sender=row[5], agent=row[6], depth=row[7],
     )  # fmt: skip
 
 
@@ -133,15 +137,16 @@ class Spool:
 
     # ---------------------------------------------------------------- inbound
 
-    def put_inbound(self, message: Incoming) -> tuple[Inbound, bool]:
+    def put_inbound(self, message: Incoming, routed_to: str | None) -> tuple[Inbound, bool]:
         """Store a message before anything acts on it.  Returns the entry and whether it is
-        new: a platform repeating an update (same `external_id`) gets the stored entry back."""
+        new: a platform repeating an update (same `external_id`) gets the stored entry back.
+        `routed_to` records which agent the conversation was given to (see has_conversation)."""
         cursor = self._db.execute(
-            "INSERT INTO inbound (platform, external_id, session_key, sender, agent, text,"
-            " received_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO inbound (platform, external_id, session_key, sender, agent, depth,"
+            " routed_to, text, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (platform, external_id) DO NOTHING",
             (message.platform, message.external_id, message.session_key, message.sender,
-             message.agent, message.text, time.time()),
+             message.agent, message.depth, routed_to, message.text, time.time()),
         )  # fmt: skip
         if cursor.rowcount:
             return Inbound(msg_id=cursor.lastrowid or 0, **msgspec.structs.asdict(message)), True
@@ -163,6 +168,19 @@ class Spool:
             f"SELECT {_INBOUND_COLUMNS} FROM inbound WHERE state = 0 ORDER BY msg_id"
         )
         return [_inbound(row) for row in rows]
+
+    def has_conversation(self, platform: str, session_key: str, agent: str) -> bool:
+        """Was a message of this conversation ever given to `agent`?  (An agent may only
+        speak up unasked, e.g. from a cron job, where it was spoken to.)"""
+        return self._db.execute(
+            "SELECT 1 FROM inbound WHERE session_key = ? AND platform = ? AND routed_to = ?"
+            " LIMIT 1",
+            (session_key, platform, agent),
+        ).fetchone() is not None
+
+    def replies_of(self, msg_id: int) -> list[str]:
+        rows = self._db.execute("SELECT text FROM outbox WHERE msg_id = ? ORDER BY seq", (msg_id,))
+        return [row[0] for row in rows]
 
     def open_messages(self, platform: str, session_key: str) -> list[int]:
         """Ids of this conversation's messages whose replies have not all been delivered."""

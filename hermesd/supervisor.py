@@ -17,8 +17,8 @@ import signal
 import socket
 import time
 from collections import deque
-from collections.abc import Callable
 from enum import StrEnum
+from typing import Protocol
 
 import anyio
 from anyio.abc import TaskGroup
@@ -85,6 +85,16 @@ class Slot:
             os.kill(self.pid, signal.SIGKILL)
 
 
+class WorkerEvents(Protocol):
+    """What the supervisor reports to the daemon; it decides nothing about messages itself."""
+
+    def on_reply(self, slot: Slot, reply: protocol.Reply) -> None: ...
+
+    def on_done(self, slot: Slot, message: protocol.Deliver, done: protocol.Done) -> None: ...
+
+    def on_request(self, slot: Slot, request: protocol.Inject | protocol.Ask) -> None: ...
+
+
 class Supervisor:
     """Spawns, watches and replaces workers; routes frames between them and the daemon."""
 
@@ -92,14 +102,12 @@ class Supervisor:
         self,
         zygote: Zygote,
         settings: DaemonConfig,
-        on_reply: Callable[[Slot, protocol.Reply], None],
-        on_done: Callable[[Slot, protocol.Deliver, protocol.Done], None],
+        events: WorkerEvents,
     ) -> None:
         self.zygote = zygote
         self.settings = settings
         self.slots: dict[str, Slot] = {}
-        self._on_reply = on_reply
-        self._on_done = on_done
+        self._events = events
         self._by_pid: dict[int, Slot] = {}
         self._early_exits: dict[int, int] = {}
         self._task_group: TaskGroup | None = None
@@ -303,11 +311,11 @@ class Supervisor:
     def _handle(self, slot: Slot, frame: protocol.WorkerFrame) -> None:
         if isinstance(frame, protocol.Reply):
             if frame.msg_id in slot.inflight:
-                self._on_reply(slot, frame)
+                self._events.on_reply(slot, frame)
         elif isinstance(frame, protocol.Done):
             message = slot.inflight.pop(frame.msg_id, None)
             if message is not None:
-                self._on_done(slot, message, frame)
+                self._events.on_done(slot, message, frame)
         elif isinstance(frame, protocol.Hello):
             if frame.agent_id != slot.agent_id or frame.pid != slot.pid:
                 raise protocol.ProtocolError(f"hello from {frame.agent_id} pid {frame.pid}")
@@ -319,6 +327,8 @@ class Supervisor:
                      redelivering=len(slot.inflight))
             for message in slot.inflight.values():
                 slot.send(message)
+        elif isinstance(frame, (protocol.Inject, protocol.Ask)):
+            self._events.on_request(slot, frame)
         elif isinstance(frame, protocol.Log):
             log.emit(frame.level, frame.event, agent=slot.agent_id, session=frame.session_key,
                      **frame.fields)

@@ -25,6 +25,7 @@ from hermesd import protocol
 from workers import runtimes, sandbox
 from workers.agent import Agent
 from workers.ledger import Ledger
+from workers.statedb import StateDB
 
 _FROM_PARENT = protocol.Codec(protocol.ParentFrame)
 _TO_PARENT = protocol.Codec(protocol.WorkerFrame)
@@ -54,7 +55,7 @@ async def _serve(sock: socket.socket, spec: protocol.WorkerSpec) -> int:
         workspace.mkdir(parents=True, exist_ok=True)
         if not os.access(workspace, os.W_OK | os.X_OK):
             raise PermissionError(f"workspace {workspace} is not writable")
-        ledger = Ledger(workspace / "state.db")
+        ledger = Ledger(StateDB(workspace / "state.db"))
         runtime = runtimes.load(spec)
     except Exception as exc:  # tell the parent why, so `hermesctl status` can show it
         error = protocol.Log(level="error", event="worker_setup_failed",

@@ -9,7 +9,7 @@ from hermesd.spool import Incoming, Spool
 
 def put(spool: Spool, external_id: str = "u1", key: str = "local:a") -> int:
     entry, _new = spool.put_inbound(
-        Incoming(platform="local", external_id=external_id, session_key=key, text="hi"))
+        Incoming(platform="local", external_id=external_id, session_key=key, text="hi"), "a")
     return entry.msg_id
 
 
@@ -20,8 +20,8 @@ def reply(spool: Spool, msg_id: int, seq: int = 0):  # type: ignore[no-untyped-d
 def test_repeated_update_is_recognised(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool.db")
     message = Incoming(platform="local", external_id="u1", session_key="k", text="x")
-    first, new = spool.put_inbound(message)
-    again, new_again = spool.put_inbound(message)
+    first, new = spool.put_inbound(message, "a")
+    again, new_again = spool.put_inbound(message, "a")
     assert new and not new_again and again.msg_id == first.msg_id
     assert len(spool.pending()) == 1
 
@@ -76,3 +76,11 @@ def test_prune_forgets_only_old_acked_messages(tmp_path: Path) -> None:
     open_id = put(spool, "u2")
     assert spool.prune(older_than=float("inf")) == 1
     assert [e.msg_id for e in spool.pending()] == [open_id]
+
+
+def test_conversation_is_known_only_for_the_agent_it_was_routed_to(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    put(spool, key="local:chat")
+    assert spool.has_conversation("local", "local:chat", "a")
+    assert not spool.has_conversation("local", "local:chat", "b")
+    assert not spool.has_conversation("telegram", "local:chat", "a")
