@@ -84,6 +84,8 @@ class LLMConfig(_Section):
     model: str
     api_key_env: str | None = None
     api_key_file: str | None = None
+    timeout: Annotated[float, msgspec.Meta(gt=0)] = 120.0
+    max_retries: Annotated[int, msgspec.Meta(ge=0)] = 2
 
     def spec(self) -> protocol.LLMSpec:
         return protocol.LLMSpec(**msgspec.structs.asdict(self))
@@ -158,6 +160,9 @@ class AgentConfig(_Section):
     """Bytes; the TOML may say "256M"."""
     tools: list[Tool] = msgspec.field(default_factory=lambda: list(ALL_TOOLS))
     echo_delay: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    history_budget: Annotated[int, msgspec.Meta(ge=1000)] = 48_000
+    """Characters of conversation history sent to the model; older messages are left out."""
+    max_tool_steps: Annotated[int, msgspec.Meta(ge=1, le=50)] = 8
 
 
 class Route(_Section):
@@ -203,6 +208,8 @@ class Config(_Section):
             tools=tuple(agent.tools),
             memory_max=agent.memory_max,
             echo_delay=agent.echo_delay,
+            history_budget=agent.history_budget,
+            max_tool_steps=agent.max_tool_steps,
         )
 
     def worker_specs(self) -> dict[str, protocol.WorkerSpec]:

@@ -299,7 +299,45 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--session", help="session name (key local:NAME; default: the agent id)")
     chat.add_argument("--timeout", type=float, default=60.0,
                       help="at end of input, how long to wait for outstanding replies")
+    imp = commands.add_parser("import-profile", parents=[json_too],
+                              help="add a Hermes profile directory as a new agent")
+    imp.add_argument("path", type=Path, help="the profile, e.g. ~/.hermes/profiles/NAME")
+    imp.add_argument("--as", dest="agent", required=True, metavar="ID", help="the new agent's id")
+    imp.add_argument("--config", type=Path, metavar="FILE",
+                     help="config file to add the agent to (default: the running daemon's)")
+    imp.add_argument("--runtime", choices=("openai", "echo"), default="openai",
+                     help="the agent's runtime (default: openai)")
+    imp.add_argument("--llm", metavar="NAME", help="[llm.NAME] provider (default: llm.default)")
+    imp.add_argument("--reload", action="store_true", help="reload the daemon to start the agent")
     return parser
+
+
+def cmd_import_profile(control: Path, args: argparse.Namespace) -> None:
+    from hermesd import profiles  # only now: it imports the TOML library
+
+    try:
+        profiles.check_agent_id(args.agent)
+        profiles.check_profile(args.path)
+        daemon = None
+        if args.config is None or args.reload:
+            daemon = request(control, protocol.StatusRequest())["daemon"]
+        config_path = profiles.config_file(args.config, daemon)
+        if args.reload and args.config is not None:
+            profiles.check_same_config(config_path, daemon)
+        result = profiles.import_profile(args.path, args.agent, config_path, args.runtime, args.llm)
+    except profiles.ProfileError as exc:
+        raise Failed(str(exc)) from None
+    out = result.as_dict()
+    if not args.json:
+        print(profiles.describe(result), flush=True)
+    if args.reload:
+        out["reload"] = request(control, protocol.ReloadRequest(wait=True))
+        if not args.json:
+            _print_reload(out["reload"])
+    elif not args.json:
+        print('run "hermesctl reload" to start it')
+    if args.json:
+        print(json.dumps(out, indent=2))
 
 
 def run(args: argparse.Namespace) -> None:
@@ -310,6 +348,8 @@ def run(args: argparse.Namespace) -> None:
         return cmd_send(local, args.key, args.text, args.agent, args.timeout, args.json)
     if command == "chat":
         return cmd_chat(local, args.agent, args.session, args.timeout)
+    if command == "import-profile":
+        return cmd_import_profile(control, args)
     message: protocol.ControlRequest
     if command == "status":
         message, show = protocol.StatusRequest(), print_status

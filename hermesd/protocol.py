@@ -43,6 +43,8 @@ class LLMSpec(msgspec.Struct, frozen=True, kw_only=True):
     model: str
     api_key_env: str | None = None
     api_key_file: str | None = None
+    timeout: float = 120.0
+    max_retries: int = 2
 
 
 class WorkerSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -58,6 +60,8 @@ class WorkerSpec(msgspec.Struct, frozen=True, kw_only=True):
     tools: tuple[str, ...] = ()
     memory_max: int | None = None
     echo_delay: float = 0.0
+    history_budget: int = 48_000
+    max_tool_steps: int = 8
 
 
 # --------------------------------------------------------------------------- parent -> worker

@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -24,8 +25,13 @@ from setproctitle import setproctitle
 from hermesd import protocol
 from workers import runtimes, sandbox
 from workers.agent import Agent
+from workers.bridge import Parent
+from workers.cron import Scheduler
 from workers.ledger import Ledger
+from workers.runtimes.home import AgentHome
+from workers.sessions import Sessions
 from workers.statedb import StateDB
+from workers.workspace import Workspace
 
 _FROM_PARENT = protocol.Codec(protocol.ParentFrame)
 _TO_PARENT = protocol.Codec(protocol.WorkerFrame)
@@ -50,31 +56,42 @@ def run(fd: int, spec: protocol.WorkerSpec, daemon_pid: int) -> NoReturn:
 
 async def _serve(sock: socket.socket, spec: protocol.WorkerSpec) -> int:
     stream = await anyio.abc.SocketStream.from_socket(sock)
+    send, frames = anyio.create_memory_object_stream[protocol.WorkerFrame](math.inf)
     try:
-        workspace = Path(spec.workspace)
-        workspace.mkdir(parents=True, exist_ok=True)
-        if not os.access(workspace, os.W_OK | os.X_OK):
-            raise PermissionError(f"workspace {workspace} is not writable")
-        ledger = Ledger(StateDB(workspace / "state.db"))
-        runtime = runtimes.load(spec)
+        home = _make_home(spec, send.send_nowait)
+        runtime = runtimes.load(home)
     except Exception as exc:  # tell the parent why, so `hermesctl status` can show it
         error = protocol.Log(level="error", event="worker_setup_failed",
                              fields={"error": f"{type(exc).__name__}: {exc}"})
         await stream.send(_TO_PARENT.encode(error))
         return 1
-    send, frames = anyio.create_memory_object_stream[protocol.WorkerFrame](math.inf)
-    agent = Agent(runtime, ledger, send.send_nowait)
+    agent = Agent(runtime, Ledger(home.state), send.send_nowait)
     send.send_nowait(protocol.Hello(spec.agent_id, os.getpid()))
     async with anyio.create_task_group() as task_group:
-        task_group.start_soon(_read_frames, stream, agent, send, task_group)
+        task_group.start_soon(_read_frames, stream, agent, home, send, task_group)
+        task_group.start_soon(home.scheduler.run)
         await _write_frames(stream, frames)  # until Stop has drained and closed `send`
         task_group.cancel_scope.cancel()
     return 0
 
 
+def _make_home(
+    spec: protocol.WorkerSpec, send: Callable[[protocol.WorkerFrame], None]
+) -> AgentHome:
+    workspace = Workspace(Path(spec.workspace), spec.shared_paths)
+    workspace.ensure()
+    if not os.access(workspace.root, os.W_OK | os.X_OK):
+        raise PermissionError(f"workspace {workspace.root} is not writable")
+    state = StateDB(workspace.state_db)
+    parent = Parent(send)
+    return AgentHome(spec=spec, workspace=workspace, state=state, sessions=Sessions(state),
+                     parent=parent, scheduler=Scheduler(state, parent), send=send)
+
+
 async def _read_frames(
     stream: ByteStream,
     agent: Agent,
+    home: AgentHome,
     send: MemoryObjectSendStream[protocol.WorkerFrame],
     task_group: TaskGroup,
 ) -> None:
@@ -93,6 +110,8 @@ async def _read_frames(
             if isinstance(message, protocol.Deliver):
                 if not stopping:  # after Stop the parent redelivers to the next process
                     agent.deliver(message, task_group)
+            elif isinstance(message, protocol.Answer):
+                home.parent.answered(message)
             elif isinstance(message, protocol.Ping):
                 send.send_nowait(protocol.Pong(message.seq, agent.stats()))
             elif not stopping:

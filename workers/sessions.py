@@ -60,14 +60,21 @@ class Sessions:
             (time.time(), session_key),
         )
 
-    def append(self, session_id: int, message: ChatMessage) -> None:
+    def append(self, session_id: int, message: ChatMessage, msg_id: int) -> None:
         tool_calls = _TOOL_CALLS.encode(message.tool_calls).decode() if message.tool_calls else None
         self._state.db.execute(
             "INSERT INTO messages (session_id, role, content, tool_calls, tool_call_id, name,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " msg_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (session_id, message.role, message.content, tool_calls, message.tool_call_id,
-             message.name, time.time()),
+             message.name, msg_id, time.time()),
         )  # fmt: skip
+
+    def forget_attempt(self, session_id: int, msg_id: int) -> None:
+        """Drop what an interrupted earlier run of `msg_id` left in the session, so the
+        re-run does not see its own half-finished turn."""
+        self._state.db.execute(
+            "DELETE FROM messages WHERE session_id = ? AND msg_id = ?", (session_id, msg_id)
+        )
 
     def add_usage(self, session_id: int, usage: Usage) -> None:
         self._state.db.execute(

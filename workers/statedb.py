@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS messages (
     tool_calls   TEXT,
     tool_call_id TEXT,
     name         TEXT,
+    msg_id       INTEGER,
     created_at   REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_by_session ON messages (session_id, id);
@@ -41,6 +42,10 @@ CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5 (
 CREATE TRIGGER IF NOT EXISTS messages_fts_insert AFTER INSERT ON messages
 WHEN new.content IS NOT NULL AND new.role IN ('user', 'assistant') BEGIN
     INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content);
+END;
+CREATE TRIGGER IF NOT EXISTS messages_fts_delete AFTER DELETE ON messages
+WHEN old.content IS NOT NULL AND old.role IN ('user', 'assistant') BEGIN
+    INSERT INTO messages_fts (messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
 END;
 CREATE TABLE IF NOT EXISTS cron_jobs (
     id          INTEGER PRIMARY KEY,

@@ -162,28 +162,6 @@ class Daemon:
                 raise TimeoutError(f"agents not all running after {timeout}s")
             time.sleep(0.02)
 
-    def wait_accepting(self, timeout: float = 30.0) -> None:
-        """Poll (every ms) until the control socket lists all agents.
-
-        Works around a start-up race in the daemon: local.sock accepts messages a moment
-        before the supervisor knows the agents, and a message arriving then is refused
-        ("no agent") or, if routed, crashes hermesd with KeyError.  The control socket
-        starts after local.sock and the agents are added right after it, so once it
-        answers, messages are safe.  Costs ~1 ms of the start-up time being measured.
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            if not self.alive():
-                raise RuntimeError("hermesd exited:\n" + self.log_tail())
-            try:
-                if len(self.control_request(protocol.AgentsRequest())) == self.agents:
-                    return
-            except (ctl.Unreachable, ctl.Failed):
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"control socket not answering after {timeout}s")
-            time.sleep(0.001)
-
     def pids(self) -> dict[str, int]:
         return {a["agent"]: a["pid"] for a in self.status()["agents"]}
 

@@ -69,10 +69,10 @@ def restarts(daemon: h.Daemon, client: h.LocalClient, count: int, race: bool) ->
     """Kill `count` different workers (each one's first failure, which restarts at once)
     and time kill -> the replacement's LocalDone for a message sent after the kill.
 
-    The message is sent once the daemon has reaped the dead worker (its pid is gone),
-    which adds well under a millisecond: sent earlier, it makes the supervisor write to
-    the dead worker's socket, and that BrokenPipeError takes the whole daemon down (see
-    docs/BENCHMARKS.md).  `race` sends it at once instead, to reproduce that.
+    The message is sent once the dead worker is gone (its pid reaped), which adds well
+    under a millisecond and keeps the figure comparable across runs.  `race` sends it
+    right after the kill instead, so the supervisor may write to the dead worker's socket
+    before the reap (this used to crash hermesd with BrokenPipeError; it must not now).
     """
     times = []
     pids = daemon.pids()
@@ -130,7 +130,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of load for (b) (default %(default)s)")
     parser.add_argument("--restarts", type=int, default=5, help="workers to kill for (d) (default %(default)s)")
     parser.add_argument("--restart-race", action="store_true",
-                        help="(d): send right after SIGKILL, not after the reap (often crashes hermesd)")
+                        help="(d): send right after SIGKILL, not after the reap (the broken-pipe race)")
     parser.add_argument("--reload-agents", type=int, default=50, help="agents for (e) (default %(default)s)")
     parser.add_argument("--time-limit", type=float, default=110,
                         help="stop (and clean up) after this many seconds (default %(default)s)")
@@ -142,9 +142,9 @@ def main() -> int:
         client = h.LocalClient(daemon.local)
         sequential(client, args.agents, args.agents)  # warm every worker and session once
         seq = h.summary_ms(sequential(client, args.messages, args.agents))
-        # Close it: an attached connection that stops reading stalls every local reply
-        # once its socket buffer is full (see docs/BENCHMARKS.md), and this one shares
-        # the load's session keys.
+        # Close it: it shares the load's session keys, so it would be sent their replies,
+        # and a connection that does not read them stalls local replies for up to 2 s
+        # before the daemon drops it.
         client.close()
         print("(a) done", file=sys.stderr)
         load, shares = throughput(daemon.local, args.sessions, args.duration, daemon.tree())

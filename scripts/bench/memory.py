@@ -58,7 +58,7 @@ class Row:
 def measure_daemon(n: int, settle: float, row: Row, smaps: bool) -> None:
     """Start, time until all N agents answered, settle, measure the tree."""
     with h.Daemon(n) as daemon:
-        daemon.wait_accepting()
+        # Connects as soon as local.sock accepts: the daemon knows its agents before then.
         client = h.LocalClient(daemon.local, timeout=60)
         for i in range(n):  # queued in the daemon until each worker says hello
             client.send(h.session_key(i), "warm", agent=h.agent_id(i))

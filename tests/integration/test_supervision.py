@@ -39,7 +39,7 @@ def test_crash_loop_reaches_fatal_and_is_shown(daemon: Daemon) -> None:
              what="broken agent fatal")
     broken = daemon.agents()["broken"]
     assert broken["pid"] is None
-    assert "worker_setup_failed" in broken["last_error"] and "FileExistsError" in broken["last_error"]
+    assert "worker_setup_failed" in broken["last_error"] and "Not a directory" in broken["last_error"]
     assert broken["restarts"] == 3  # fatal_failures = 4: the 4th failure gives up
     assert daemon.agents()["home"]["state"] == "running"
     assert "agent_fatal" in daemon.log()

@@ -6,15 +6,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from hermesd.protocol import Deliver, WorkerSpec
+from hermesd.protocol import Deliver
 from workers.runtimes.echo import EchoRuntime
+from workers.runtimes.home import AgentHome
+from workers.runtimes.openai import OpenAIRuntime
 
 
 class Runtime(Protocol):
     def turn(self, message: Deliver) -> AsyncIterator[str]: ...
 
 
-def load(spec: WorkerSpec) -> Runtime:
-    if spec.runtime == "echo":
-        return EchoRuntime(spec)
-    raise RuntimeError(f"runtime {spec.runtime!r} is not available in this build")
+def load(home: AgentHome) -> Runtime:
+    if home.spec.runtime == "echo":
+        return EchoRuntime(home.spec)
+    if home.spec.runtime == "openai":
+        return OpenAIRuntime(home)
+    raise RuntimeError(f"runtime {home.spec.runtime!r} is not available in this build")
