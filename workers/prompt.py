@@ -13,10 +13,9 @@ from workers.workspace import Workspace
 
 def system_prompt(spec: WorkerSpec, workspace: Workspace, message: Deliver, omitted: int) -> str:
     parts = [workspace.read("SOUL.md").strip()]
-    for title, target in (("Your notes (memory tool, target memory)", "memory"),
-                          ("About the user (memory tool, target user)", "user")):
-        text = workspace.memory_file(target).read_text(encoding="utf-8").strip() \
-            if workspace.memory_file(target).exists() else ""
+    for title, name in (("Your notes (memory tool, target memory)", "MEMORY.md"),
+                        ("About the user (memory tool, target user)", "USER.md")):
+        text = workspace.read(f"memories/{name}").strip()
         parts.append(f"## {title}\n{text or '(empty)'}")
     index = skills.index(workspace.skills_dir)
     if index:

@@ -88,8 +88,6 @@ class LocalPlatform:
                 text=request.text, sender="local", agent=request.agent,
             ))  # fmt: skip
             await connection.send(protocol.LocalAccepted(request.client_id, entry.msg_id, route.agent))
-            if route.agent is None:
-                await connection.send(protocol.LocalDone(entry.msg_id, route.rule))
         else:
             await connection.send(protocol.LocalError(f"unexpected {type(request).__name__}"))
 

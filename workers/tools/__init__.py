@@ -34,14 +34,12 @@ class ToolContext:
     asks: int = field(default=0)  # send_to_agent calls so far in this turn (request ids)
 
 
-def _modules() -> dict[str, ModuleType]:
-    from workers.tools import cron, memory, send_to_agent, session_search, skills
+from workers.tools import cron, memory, send_to_agent, session_search, skills  # noqa: E402
 
-    return {"memory": memory, "session_search": session_search, "skills": skills,
-            "cron": cron, "send_to_agent": send_to_agent}  # fmt: skip
-
-
-TOOLS = _modules()
+TOOLS: dict[str, ModuleType] = {
+    "memory": memory, "session_search": session_search, "skills": skills,
+    "cron": cron, "send_to_agent": send_to_agent,
+}  # fmt: skip
 
 
 def definitions(enabled: tuple[str, ...]) -> list[dict[str, Any]]:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workers import cron
+
+if TYPE_CHECKING:
+    from workers.tools import ToolContext
 
 SCHEMA = {
     "name": "cron",
@@ -24,7 +27,7 @@ SCHEMA = {
 }
 
 
-async def run(args: dict[str, Any], context: Any) -> str:
+async def run(args: dict[str, Any], context: ToolContext) -> str:
     action = args["action"]
     db = context.state.db
     if action == "create":

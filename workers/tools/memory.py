@@ -4,9 +4,12 @@ profiles keep them."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workers.workspace import ENTRY_SEPARATOR, MEMORY_LIMITS, write_atomically
+
+if TYPE_CHECKING:
+    from workers.tools import ToolContext
 
 SCHEMA = {
     "name": "memory",
@@ -30,7 +33,7 @@ def entries(text: str) -> list[str]:
     return [entry.strip() for entry in text.split(ENTRY_SEPARATOR) if entry.strip()]
 
 
-async def run(args: dict[str, Any], context: Any) -> str:
+async def run(args: dict[str, Any], context: ToolContext) -> str:
     target = args["target"]
     if target not in MEMORY_LIMITS:
         raise ValueError("target must be 'memory' or 'user'")

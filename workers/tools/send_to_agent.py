@@ -5,7 +5,10 @@ agent sees the question in its own session `agent:<this>:<other>`."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from workers.tools import ToolContext
 
 SCHEMA = {
     "name": "send_to_agent",
@@ -18,7 +21,7 @@ SCHEMA = {
 }
 
 
-async def run(args: dict[str, Any], context: Any) -> str:
+async def run(args: dict[str, Any], context: ToolContext) -> str:
     context.asks += 1
     answer = await context.parent.ask(
         request_id=f"{context.message.msg_id}:{context.asks}",  # the same on a re-run

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from workers.tools import ToolContext
 
 SCHEMA = {
     "name": "session_search",
@@ -16,7 +19,7 @@ SCHEMA = {
 }
 
 
-async def run(args: dict[str, Any], context: Any) -> str:
+async def run(args: dict[str, Any], context: ToolContext) -> str:
     hits = context.sessions.search(str(args["query"]), int(args.get("limit", 5)),
                                    exclude_session=context.session_id)
     if not hits:

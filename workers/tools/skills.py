@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workers.workspace import write_atomically
+
+if TYPE_CHECKING:
+    from workers.tools import ToolContext
 
 SCHEMA = {
     "name": "skills",
@@ -51,7 +54,7 @@ def index(skills_dir: Path) -> list[tuple[str, str]]:
     return found
 
 
-async def run(args: dict[str, Any], context: Any) -> str:
+async def run(args: dict[str, Any], context: ToolContext) -> str:
     action = args["action"]
     skills_dir: Path = context.workspace.skills_dir
     if action == "list":
