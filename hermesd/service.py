@@ -20,8 +20,8 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from hermesd import config, log, protocol
-from hermesd.platforms import Adapter, agents
-from hermesd.platforms.local import LocalPlatform
+from hermesd.control import Control
+from hermesd.platforms import Adapter, agents, local
 from hermesd.routing import Route, Router
 from hermesd.sdnotify import Notifier
 from hermesd.spool import Inbound, Incoming, Outgoing, Spool
@@ -79,13 +79,11 @@ class Service:
         self.adapters[agents.NAME] = self.agent_platform
         if cfg.platforms.local.enabled:
             local_path = Path(cfg.platforms.local.socket or runtime_dir / "local.sock")
-            self.adapters["local"] = LocalPlatform(local_path, self)
+            self.adapters[local.NAME] = local.LocalPlatform(local_path, self)
 
     # ---------------------------------------------------------------- main loop
 
     async def run(self) -> int:
-        from hermesd.control import Control
-
         with anyio.open_signal_receiver(
             signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD
         ) as signals:
