@@ -73,6 +73,7 @@ class Control:
                 "config": service.config_path or "<embedded default>",
                 "summary": service.summary(),
             },
+            "platforms": {name: adapter.status() for name, adapter in service.adapters.items()},
             "agents": [_agent_status(slot, now, memory.get(slot.pid)) for slot in slots],
         }
 

@@ -119,6 +119,11 @@ def print_status(data: dict[str, Any]) -> None:
     daemon = data["daemon"]
     print(f"hermesd {daemon['version']}  pid {daemon['pid']}  {daemon['state']}  "
           f"up {_duration(daemon['uptime'])}  config {daemon['config']}")
+    platforms = data.get("platforms", {})
+    if platforms:
+        print("platforms: " + ", ".join(
+            f"{name} {info.get('state', '?')}" + (f" ({info['error']})" if info.get("error") else "")
+            for name, info in sorted(platforms.items())))
     rows = [["AGENT", "STATE", "PID", "UPTIME", "RESTARTS", "RSS", "USS", "QUEUE", "LAST ERROR"]]
     for agent in data["agents"]:
         rows.append([

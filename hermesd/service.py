@@ -8,16 +8,15 @@ the loop keeps reaping children meanwhile.
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import time
+from collections import deque
 from pathlib import Path
 
 import anyio
 import msgspec
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from hermesd import config, log, protocol
 from hermesd.control import Control
@@ -46,6 +45,10 @@ class Resend(msgspec.Struct, frozen=True):
 
     reply: Outgoing
 
+    @property
+    def session_key(self) -> str:
+        return self.reply.session_key
+
 
 Outbound = Outgoing | Finished | Resend
 
@@ -70,7 +73,7 @@ class Service:
         self.supervisor = Supervisor(zygote, cfg.daemon, self)
         self.notifier = Notifier()
         self.adapters: dict[str, Adapter] = {}
-        self._outboxes: dict[str, MemoryObjectSendStream[Outbound]] = {}
+        self._conversations: dict[tuple[str, str], deque[Outbound]] = {}
         self._reload_lock = anyio.Lock()
         self._task_group: TaskGroup | None = None
         runtime_dir = Path(cfg.daemon.runtime_dir)
@@ -93,10 +96,6 @@ class Service:
                 for spec in self.cfg.worker_specs().values():  # before any message can arrive
                     self.supervisor.add(spec)
                     self.supervisor.start(spec.agent_id)
-                for name, adapter in self.adapters.items():
-                    send, receive = anyio.create_memory_object_stream[Outbound](math.inf)
-                    self._outboxes[name] = send
-                    tg.start_soon(self._deliver_loop, adapter, receive)
                 self._recover()
                 for adapter in self.adapters.values():
                     await tg.start(adapter.serve)
@@ -281,11 +280,21 @@ class Service:
             self._enqueue(message.platform, Finished(message.msg_id, message.session_key, done.error))
 
     def _enqueue(self, platform: str, item: Outbound) -> None:
-        outbox = self._outboxes.get(platform)
-        if outbox is None:
+        """Queue behind the conversation's earlier replies.  Each conversation with something
+        to send has one task, so replies keep their order within a conversation while a
+        slow or rate-limited conversation holds up no other."""
+        adapter = self.adapters.get(platform)
+        if adapter is None:
             log.warning("reply_held", platform=platform, reason="platform not enabled")
-        else:
-            outbox.send_nowait(item)
+            return
+        key = (platform, item.session_key)
+        queue = self._conversations.get(key)
+        if queue is not None:
+            queue.append(item)
+            return
+        self._conversations[key] = deque([item])
+        assert self._task_group is not None
+        self._task_group.start_soon(self._deliver_conversation, adapter, key)
 
     def open_messages(self, platform: str, session_key: str) -> list[int]:
         return self.spool.open_messages(platform, session_key)
@@ -294,21 +303,31 @@ class Service:
         for reply in self.spool.undelivered(platform, session_key):
             self._enqueue(platform, Resend(reply))
 
-    async def _deliver_loop(
-        self, adapter: Adapter, items: MemoryObjectReceiveStream[Outbound]
-    ) -> None:
-        """The only place replies leave: one at a time per platform, in order, each marked
-        delivered (and its message acked when it was the last) once the adapter has it."""
-        async for item in items:
-            if isinstance(item, Finished):
-                await adapter.finished(item.msg_id, item.session_key, item.error)
-                continue
-            if isinstance(item, Resend):
-                if self.spool.is_delivered(item.reply):
-                    continue
-                item = item.reply
-            if await adapter.deliver(item) and self.spool.delivered(item):
-                await adapter.finished(item.msg_id, item.session_key, None)
+    async def _deliver_conversation(self, adapter: Adapter, key: tuple[str, str]) -> None:
+        """The only place replies leave: in order, each marked delivered (and its message
+        acked when it was the last) once the adapter has it."""
+        queue = self._conversations[key]
+        try:
+            while queue:
+                item = queue[0]
+                if isinstance(item, Finished):
+                    await adapter.finished(item.msg_id, item.session_key, item.error)
+                else:
+                    if isinstance(item, Resend):
+                        item = None if self.spool.is_delivered(item.reply) else item.reply
+                    if item is not None and await adapter.deliver(item) and self.spool.delivered(item):
+                        await adapter.finished(item.msg_id, item.session_key, None)
+                queue.popleft()
+        finally:
+            del self._conversations[key]
+
+    def on_typing(self, slot: Slot, typing: protocol.Typing) -> None:
+        for message in slot.inflight.values():
+            if message.session_key == typing.session_key:
+                adapter = self.adapters.get(message.platform)
+                if adapter is not None:
+                    adapter.typing(typing.session_key)
+                return
 
     # ---------------------------------------------------------------- reload
 

@@ -94,6 +94,8 @@ class WorkerEvents(Protocol):
 
     def on_request(self, slot: Slot, request: protocol.Inject | protocol.Ask) -> None: ...
 
+    def on_typing(self, slot: Slot, typing: protocol.Typing) -> None: ...
+
 
 class Supervisor:
     """Spawns, watches and replaces workers; routes frames between them and the daemon."""
@@ -327,6 +329,8 @@ class Supervisor:
                      redelivering=len(slot.inflight))
             for message in slot.inflight.values():
                 slot.send(message)
+        elif isinstance(frame, protocol.Typing):
+            self._events.on_typing(slot, frame)
         elif isinstance(frame, (protocol.Inject, protocol.Ask)):
             self._events.on_request(slot, frame)
         elif isinstance(frame, protocol.Log):
@@ -334,7 +338,7 @@ class Supervisor:
                      **frame.fields)
             if frame.level == "error":
                 slot.logged_error = f"{frame.event}: {frame.fields.get('error', '')}".rstrip(": ")
-        # Typing and Pong only prove liveness (last_seen); adapters learn of typing later.
+        # A Pong only proves liveness (last_seen is updated for every frame).
 
     @staticmethod
     async def _write_frames(

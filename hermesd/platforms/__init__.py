@@ -52,3 +52,11 @@ class Adapter(Protocol):
     async def finished(self, msg_id: int, session_key: str, error: str | None) -> None:
         """Every reply of `msg_id` has been handed to `deliver`."""
         ...
+
+    def typing(self, session_key: str) -> None:
+        """An agent started working on a message of this conversation."""
+        ...
+
+    def status(self) -> dict[str, object]:
+        """What `hermesctl status` shows for this platform."""
+        ...

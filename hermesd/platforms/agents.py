@@ -49,6 +49,12 @@ class AgentPlatform:
     def close_intake(self) -> None:
         pass
 
+    def typing(self, session_key: str) -> None:
+        pass
+
+    def status(self) -> dict[str, object]:
+        return {"state": "ready"}
+
     async def deliver(self, reply: Outgoing) -> bool:
         return True  # collected from the spool when the message is finished
 

@@ -38,6 +38,13 @@ class LocalPlatform:
     def close_intake(self) -> None:
         self._intake_open = False
 
+    def typing(self, session_key: str) -> None:
+        pass  # a terminal chat needs no indicator
+
+    def status(self) -> dict[str, object]:
+        return {"state": "listening" if self._intake_open else "closed", "socket": str(self.path),
+                "clients": len({c for conns in self._attached.values() for c in conns})}
+
     async def deliver(self, reply: Outgoing) -> bool:
         frame = protocol.LocalReply(
             msg_id=reply.msg_id, session_key=reply.session_key, agent=reply.agent, text=reply.text
