@@ -29,6 +29,7 @@ DEFAULT_CONFIG_PATH = "/etc/hermesd/hermesd.toml"
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
 Runtime = Literal["echo", "openai", "hermes"]
 Tool = Literal["memory", "session_search", "skills", "cron", "send_to_agent"]
+AllowedUsers = list[int] | Literal["*"]  # user ids, or "*" for everyone (said explicitly)
 ALL_TOOLS: tuple[str, ...] = get_args(Tool)
 
 AGENT_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
@@ -97,7 +98,7 @@ class _BotConfig(_Section, dict=True):
 
     token_file: str | None = None
     token_env: str | None = None
-    allowed_users: list[int] | Literal["*"] = []
+    allowed_users: AllowedUsers = []
     api_base: str | None = None
 
     def read_token(self) -> str:
@@ -168,6 +169,8 @@ class AgentConfig(_Section):
 class Route(_Section):
     match: str
     agent: str
+    allowed_users: AllowedUsers | None = None
+    """Replaces the platform's allowed_users for the conversations this route matches."""
 
 
 class _Document(_Section):

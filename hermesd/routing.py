@@ -27,11 +27,12 @@ class Pattern:
     order: int
     segments: tuple[str, ...]
     literal_count: int
+    allowed_users: object = None  # a platform's allowed_users override, if the route has one
 
     @classmethod
-    def parse(cls, text: str, agent: str, order: int) -> Pattern:
+    def parse(cls, text: str, agent: str, order: int, allowed_users: object = None) -> Pattern:
         segments = tuple(text.split(":"))
-        return cls(text, agent, order, segments, sum(map(_is_literal, segments)))
+        return cls(text, agent, order, segments, sum(map(_is_literal, segments)), allowed_users)
 
     def matches(self, key_segments: Sequence[str]) -> bool:
         if len(self.segments) > len(key_segments):
@@ -50,14 +51,16 @@ class Route:
 
     agent: str | None
     rule: str
+    allowed_users: object = None  # the matching route's override of the platform's list
 
 
 class Router:
     """Maps session keys to agent ids.  Immutable: a reload builds a new Router."""
 
-    def __init__(self, routes: Iterable[tuple[str, str]], default_agent: str | None) -> None:
+    def __init__(self, routes: Iterable[tuple[str, ...]], default_agent: str | None) -> None:
+        """`routes`: (pattern, agent) or (pattern, agent, allowed_users), in file order."""
         self.patterns = tuple(
-            Pattern.parse(text, agent, order) for order, (text, agent) in enumerate(routes)
+            Pattern.parse(*route[:2], order, *route[2:]) for order, route in enumerate(routes)
         )
         self.default_agent = default_agent
         self._cache: dict[str, Route] = {}
@@ -83,7 +86,7 @@ class Router:
         if best is None and (parent := thread_parent(segments)) is not None:
             best = self._best(parent)
         if best is not None:
-            return Route(best.agent, f"route #{best.order + 1} {best.text!r}")
+            return Route(best.agent, f"route #{best.order + 1} {best.text!r}", best.allowed_users)
         if self.default_agent is not None:
             return Route(self.default_agent, "default_agent")
         return Route(None, "no route and no default_agent")

@@ -20,7 +20,7 @@ from anyio.abc import TaskGroup
 
 from hermesd import config, log, protocol
 from hermesd.control import Control
-from hermesd.platforms import Adapter, agents, local
+from hermesd.platforms import Adapter, agents, local, telegram
 from hermesd.routing import Route, Router
 from hermesd.sdnotify import Notifier
 from hermesd.spool import Inbound, Incoming, Outgoing, Spool
@@ -80,6 +80,8 @@ class Service:
         self.control_path = runtime_dir / "control.sock"
         self.agent_platform = agents.AgentPlatform(self.supervisor, self.spool)
         self.adapters[agents.NAME] = self.agent_platform
+        if cfg.platforms.telegram is not None:
+            self.adapters[telegram.NAME] = telegram.TelegramPlatform(cfg.platforms.telegram, self, self)
         if cfg.platforms.local.enabled:
             local_path = Path(cfg.platforms.local.socket or runtime_dir / "local.sock")
             self.adapters[local.NAME] = local.LocalPlatform(local_path, self)
@@ -204,6 +206,13 @@ class Service:
         if new:
             self._dispatch(entry, route)
         return entry, route, new
+
+    def route(self, session_key: str) -> Route:
+        return self.router.resolve(session_key)
+
+    def workspace_of(self, agent: str) -> Path | None:
+        slot = self.supervisor.slots.get(agent)
+        return Path(slot.spec.workspace) if slot else None
 
     def _route(self, message: Incoming) -> Route:
         if message.agent is None:
@@ -400,5 +409,5 @@ class Service:
 
 
 def _router(cfg: config.Config) -> Router:
-    return Router(((route.match, route.agent) for route in cfg.routes), cfg.daemon.default_agent)
+    return Router(((r.match, r.agent, r.allowed_users) for r in cfg.routes), cfg.daemon.default_agent)
 

@@ -12,14 +12,21 @@ from __future__ import annotations
 import os
 import random
 import secrets
+import ssl
 from pathlib import Path
 from typing import Any
 
 import anyio
+import certifi
 import httpx
+import httpx._transports.default  # noqa: F401  (with httpcore and h11: loaded in the zygote)
 import msgspec
 
 from hermesd.protocol import LLMSpec
+
+TLS = ssl.create_default_context(cafile=certifi.where())
+"""One TLS context for every client, built at import: in the zygote, so workers share its
+certificate store (about 1 MiB) instead of each loading its own."""
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_WAIT = 60.0
@@ -182,7 +189,7 @@ class LLMClient:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._key:
             headers["Authorization"] = f"Bearer {self._key}"
-        self._client = httpx.AsyncClient(headers=headers, transport=transport,
+        self._client = httpx.AsyncClient(headers=headers, transport=transport, verify=TLS,
                                          timeout=httpx.Timeout(timeout, connect=10.0))
 
     async def __aenter__(self) -> LLMClient:

@@ -33,6 +33,7 @@ from workers.sessions import Sessions
 from workers.statedb import StateDB
 from workers.workspace import Workspace
 
+CHECKPOINT_INTERVAL = 2.0  # seconds
 _FROM_PARENT = protocol.Codec(protocol.ParentFrame)
 _TO_PARENT = protocol.Codec(protocol.WorkerFrame)
 _FROM_PARENT_ENCODE = protocol.Codec(protocol.ParentFrame)  # the warm-up plays the parent
@@ -70,6 +71,7 @@ async def _serve(sock: socket.socket, spec: protocol.WorkerSpec) -> int:
     async with anyio.create_task_group() as task_group:
         task_group.start_soon(_read_frames, stream, agent, home, send, task_group)
         task_group.start_soon(home.scheduler.run)
+        task_group.start_soon(_checkpoints, home.state)
         await _write_frames(stream, frames)  # until Stop has drained and closed `send`
         task_group.cancel_scope.cancel()
     return 0
@@ -86,6 +88,14 @@ def _make_home(
     parent = Parent(send)
     return AgentHome(spec=spec, workspace=workspace, state=state, sessions=Sessions(state),
                      parent=parent, scheduler=Scheduler(state, parent), send=send)
+
+
+async def _checkpoints(state: StateDB) -> None:
+    """state.db's WAL checkpoints fsync; in the event loop they would stall every turn."""
+    while True:
+        await anyio.sleep(CHECKPOINT_INTERVAL)
+        if state.needs_checkpoint():
+            await anyio.to_thread.run_sync(state.checkpoint)
 
 
 async def _read_frames(

@@ -11,7 +11,7 @@ from workers.tools import skills
 from workers.workspace import Workspace
 
 
-def system_prompt(spec: WorkerSpec, workspace: Workspace, message: Deliver, omitted: int) -> str:
+def system_prompt(spec: WorkerSpec, workspace: Workspace, message: Deliver, trimmed: bool) -> str:
     parts = [workspace.read("SOUL.md").strip()]
     for title, name in (("Your notes (memory tool, target memory)", "MEMORY.md"),
                         ("About the user (memory tool, target user)", "USER.md")):
@@ -25,8 +25,8 @@ def system_prompt(spec: WorkerSpec, workspace: Workspace, message: Deliver, omit
         f"You are agent {spec.agent_id!r}.",
         f"Conversation: {message.session_key}. Now: {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC.",
     ]
-    if omitted:
-        context.append(f"{omitted} earlier messages of this conversation are not shown;"
-                       " session_search finds them.")
+    if trimmed:
+        context.append("Earlier messages of this conversation are not shown; session_search"
+                       " finds them.")
     parts.append("## Context\n" + "\n".join(context))
     return "\n\n".join(part for part in parts if part)

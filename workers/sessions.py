@@ -92,21 +92,22 @@ class Sessions:
         ).fetchone()
         return SessionInfo(session_id, row[0], row[3], row[1], row[2])
 
-    def history(self, session_id: int, budget_chars: int) -> tuple[list[ChatMessage], int]:
-        """The newest messages that fit in `budget_chars`, oldest first, and how many
-        older ones were left out."""
+    def history(self, session_id: int, budget_chars: int) -> tuple[list[ChatMessage], bool]:
+        """The newest messages that fit in `budget_chars`, oldest first, and whether older
+        ones were left out."""
         rows = self._state.db.execute(
-            "SELECT role, content, tool_calls, tool_call_id, name FROM messages"
+            "SELECT role, content, tool_calls, tool_call_id, name, id FROM messages"
             " WHERE session_id = ? ORDER BY id DESC LIMIT ?",
             (session_id, HISTORY_ROWS),
         ).fetchall()
-        total = self.info(session_id).messages
         kept: list[ChatMessage] = []
         used = 0
-        for role, content, tool_calls, tool_call_id, name in rows:
+        oldest_kept = None
+        for role, content, tool_calls, tool_call_id, name, row_id in rows:
             size = len(content or "") + len(tool_calls or "")
             if kept and used + size > budget_chars:
                 break
+            oldest_kept = row_id
             used += size
             kept.append(ChatMessage(
                 role=role, content=content, tool_call_id=tool_call_id, name=name,
@@ -115,7 +116,10 @@ class Sessions:
         kept.reverse()
         while kept and kept[0].role == "tool":  # its assistant call was cut off
             kept.pop(0)
-        return kept, total - len(kept)
+        older = oldest_kept is not None and self._state.db.execute(
+            "SELECT 1 FROM messages WHERE session_id = ? AND id < ? LIMIT 1", (session_id, oldest_kept)
+        ).fetchone() is not None
+        return kept, older or len(kept) < len(rows)
 
     def search(self, query: str, limit: int = 5, exclude_session: int | None = None) -> list[Hit]:
         """Full-text search over this agent's user and assistant messages, best first.

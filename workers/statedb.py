@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS messages (
     created_at   REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_by_session ON messages (session_id, id);
+CREATE INDEX IF NOT EXISTS messages_by_attempt ON messages (session_id, msg_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5 (
     content, content = 'messages', content_rowid = 'id'
 );
@@ -63,16 +64,34 @@ class StateDB:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._connection: sqlite3.Connection | None = None
+        self._checkpointed_changes = 0
 
     @property
     def db(self) -> sqlite3.Connection:
         if self._connection is None:
-            db = sqlite3.connect(self.path, isolation_level=None)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
+            # Checkpoints fsync: `checkpoint` runs them off the event loop instead.
+            db.execute("PRAGMA wal_autocheckpoint=0")
             db.executescript(SCHEMA)
             self._connection = db
         return self._connection
+
+    def needs_checkpoint(self) -> bool:
+        """Anything written since the last checkpoint?"""
+        return self._connection is not None and self._connection.total_changes != self._checkpointed_changes
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file, with a connection of its own (safe from a
+        thread; PASSIVE never blocks the writer)."""
+        assert self._connection is not None
+        self._checkpointed_changes = self._connection.total_changes
+        db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            db.close()
 
     def transaction(self) -> sqlite3.Connection:
         """`with state.transaction():` groups statements; commits or rolls back."""

@@ -7,6 +7,12 @@
     are running and idle (1 s settle, no message yet), and again after each agent has
     answered one message sent through local.sock with the agent pinned (1 s settle).
 
+(1b) fork: where the first turn's memory goes.  A fresh interpreter plays the zygote
+    (warm_up(), gc.collect(), gc.freeze(); optionally also importing what httpx imports
+    lazily, or also sending 3 completions through an LLMClient) and forks 2 echo and 2
+    openai children that each build an AgentHome, idle, answer one message from the fake
+    server, and report their USS.
+
 (2) turn: no daemon.  An AgentHome built by `workers.main._make_home` on a temp
     workspace, an OpenAIRuntime whose LLMClient sits on an `httpx.MockTransport` that
     returns a fixed completion at once (so the model costs ~0 and what is timed is the
@@ -20,7 +26,7 @@
 Targets (issue): idle openai worker <= 10 MiB USS; per-turn overhead p99 <= 5 ms with
 10k stored messages.
 
-Run with the venv's python:  .venv/bin/python scripts/bench/turn.py [--part memory|turn]
+Run with the venv's python:  .venv/bin/python scripts/bench/turn.py [--part memory|fork|turn]
 State lives in $TMPDIR (TMPDIR=/dev/shm for tmpfs); every temp dir is removed at the end.
 """
 
@@ -46,14 +52,14 @@ import msgspec
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # tests.fakes is not an installed package
 
-from hermesd import protocol  # noqa: E402
-from hermesd.config import ALL_TOOLS  # noqa: E402
-from tests.fakes.openai_server import FakeOpenAI  # noqa: E402
-from workers.llm import LLMClient  # noqa: E402
-from workers.main import _make_home  # noqa: E402
-from workers.runtimes import openai as openai_runtime  # noqa: E402
-from workers.runtimes.home import AgentHome  # noqa: E402
-from workers.runtimes.openai import OpenAIRuntime  # noqa: E402
+from hermesd import protocol
+from hermesd.config import ALL_TOOLS
+from tests.fakes.openai_server import FakeOpenAI
+from workers.llm import LLMClient
+from workers.main import _make_home
+from workers.runtimes import openai as openai_runtime
+from workers.runtimes.home import AgentHome
+from workers.runtimes.openai import OpenAIRuntime
 
 # ----------------------------------------------------------------------------- (1) memory
 
@@ -149,9 +155,145 @@ def report_memory(result: MemoryResult, args: argparse.Namespace) -> list[str]:
             print(f"  {size / 1024:8.0f} KiB  {name}")
     idle = [uss for agent, uss in result.idle.items() if agent.startswith("o")]
     answered = [uss for agent, uss in result.answered.items() if agent.startswith("o")]
-    return [f"target idle openai worker <= 10 MiB USS: mean {mean(idle) / h.MiB:.2f} MiB, max "
-            f"{max(idle) / h.MiB:.2f} MiB (after 1 message: max {max(answered) / h.MiB:.2f} MiB) -> "
-            f"{h.verdict(max(idle) <= 10 * h.MiB)}"]
+    before = (f"target idle openai worker <= 10 MiB USS, before any message: mean {mean(idle) / h.MiB:.2f} MiB, "
+              f"max {max(idle) / h.MiB:.2f} MiB -> {h.verdict(max(idle) <= 10 * h.MiB)}")
+    after = (f"  same, idle again after 1 message: mean {mean(answered) / h.MiB:.2f} MiB, "
+             f"max {max(answered) / h.MiB:.2f} MiB -> {h.verdict(max(answered) <= 10 * h.MiB)}")
+    return [before, after]
+
+
+# ----------------------------------------------------------------------------- (1b) fork
+
+FORK_VARIANTS = {
+    "plain": "what the zygote does now: warm_up() (an echo turn), gc.collect(), gc.freeze()",
+    "+imports": "... and import httpcore, h11, certifi (httpx imports them when the first client is built)",
+    "+requests": "... and send 3 completions through an LLMClient to the fake server",
+}
+
+
+def fork_variant(variant: str, llm_url: str, workdir: Path, siblings: int, settle: float) -> None:
+    """Runs in a fresh interpreter (`--fork-variant`): become a zygote-like parent, fork
+    `siblings` echo and openai children, print their USS idle and after one turn as JSON.
+    The parent only waits on pipes after the fork, and siblings share what it writes."""
+    import gc
+    import os
+    import pickle
+    import signal
+    import traceback
+
+    import psutil
+
+    from workers import runtimes, sandbox
+    from workers.agent import Agent
+    from workers.ledger import Ledger
+    from workers.llm import ChatMessage
+    from workers.main import warm_up
+
+    warm_up()
+    if variant in ("+imports", "+requests"):
+        import certifi
+        import h11
+        import httpcore._backends.anyio
+
+        del certifi, h11, httpcore  # only their being imported matters
+    if variant == "+requests":
+        async def prewarm() -> None:
+            async with LLMClient(protocol.LLMSpec(base_url=llm_url, model="bench-model")) as client:
+                for _ in range(3):
+                    await client.complete([ChatMessage(role="user", content="hi")])
+        anyio.run(prewarm)
+    gc.collect()
+    gc.freeze()
+
+    def child(kind: str, index: int, write: int) -> None:
+        sandbox.prctl(sandbox.PR_SET_PDEATHSIG, signal.SIGKILL)  # never outlive the benchmark
+
+        async def go() -> None:
+            llm = protocol.LLMSpec(base_url=llm_url, model="bench-model", max_retries=0) if kind == "openai" else None
+            spec = protocol.WorkerSpec(agent_id=f"{kind}{index}", runtime=kind, llm=llm, tools=ALL_TOOLS,
+                                       workspace=str(workdir / f"{kind}{index}"))
+            home = _make_home(spec, lambda frame: None)
+            agent = Agent(runtimes.load(home), Ledger(home.state), lambda frame: None)
+            await anyio.sleep(settle / 2)
+            idle = psutil.Process().memory_full_info().uss
+            async with anyio.create_task_group() as task_group:
+                agent.deliver(protocol.Deliver(msg_id=1, platform="local", session_key="local:k", text="hello"),
+                              task_group)
+            await anyio.sleep(settle)
+            os.write(write, pickle.dumps((idle, psutil.Process().memory_full_info().uss)))
+
+        anyio.run(go)
+
+    children = []
+    running: set[int] = set()  # forked and not yet reaped
+    try:
+        for kind in ("echo", "openai"):
+            for index in range(siblings):
+                read, write = os.pipe()
+                pid = os.fork()
+                if pid == 0:
+                    code = 0
+                    try:
+                        os.close(read)
+                        child(kind, index, write)
+                    except BaseException:  # noqa: BLE001  (the parent reports the failure)
+                        traceback.print_exc()
+                        code = 1
+                    finally:
+                        os._exit(code)
+                running.add(pid)
+                os.close(write)
+                children.append((kind, read, pid))
+        out: dict[str, list[tuple[int, int]]] = {"echo": [], "openai": []}
+        for kind, read, pid in children:
+            data = b""
+            while chunk := os.read(read, 65536):
+                data += chunk
+            os.close(read)
+            os.waitpid(pid, 0)
+            running.discard(pid)
+            if not data:
+                raise RuntimeError(f"a {kind} child failed")
+            out[kind].append(pickle.loads(data))
+        print(msgspec.json.encode(out).decode())
+    finally:
+        for pid in running:  # only on failure: our own unreaped children, so the pid is theirs
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
+def measure_fork(args: argparse.Namespace) -> list[str]:
+    import subprocess
+
+    results = {}
+    workdir = Path(tempfile.mkdtemp(prefix="hermesd-bench-fork-"))
+    try:
+        with FakeOpenAI() as fake:
+            for variant in FORK_VARIANTS:
+                # run() kills the child if this raises (time limit); its children die with it
+                done = subprocess.run(
+                    [sys.executable, __file__, "--fork-variant", variant, "--llm-url", fake.url,
+                     "--workdir", str(workdir / variant), "--settle", str(args.settle)],
+                    capture_output=True, timeout=30, check=False)
+                if done.returncode != 0:
+                    raise RuntimeError(f"fork variant {variant} failed:\n{done.stderr.decode()[-2000:]}")
+                results[variant] = msgspec.json.decode(done.stdout.splitlines()[-1])
+                print(f"fork variant {variant}: done", file=sys.stderr)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    rows = [["zygote-like parent", "echo idle", "echo after 1 turn", "openai idle", "openai after 1 turn",
+             "openai turn adds"]]
+    for variant, out in results.items():
+        echo_idle, echo_after, idle, after = (mean(pair[i] for pair in out[kind]) / h.MiB
+                                              for kind in ("echo", "openai") for i in (0, 1))
+        rows.append([variant, f"{echo_idle:.2f}", f"{echo_after:.2f}", f"{idle:.2f}", f"{after:.2f}",
+                     f"+{after - idle:.2f}"])
+    print("\n(1b) where the first turn's memory goes: USS (MiB) of children forked from a zygote-like "
+          f"parent, 2 siblings each, one turn (fake OpenAI), settle {args.settle:g} s")
+    for variant, text in FORK_VARIANTS.items():
+        print(f"  {variant:10s} {text}")
+    print(h.table(rows))
+    return []
 
 
 # ----------------------------------------------------------------------------- (2) turn
@@ -163,10 +305,12 @@ COMPLETION = msgspec.json.encode({
     "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": REPLY}}],
     "usage": {"prompt_tokens": 1200, "completion_tokens": 40, "total_tokens": 1240},
 })
-WORDS = ("the a to and of in is it you that for on with this be are was have not but what can "
-         "agent model memory message session search server python daemon worker tea coffee plan "
-         "meeting tomorrow schedule report build test deploy error file config budget travel "
-         "train ticket weather recipe garden invoice pelican launch code review branch").split()
+WORDS = ("the", "a", "to", "and", "of", "in", "is", "it", "you", "that", "for", "on", "with", "this",
+         "be", "are", "was", "have", "not", "but", "what", "can", "agent", "model", "memory", "message",
+         "session", "search", "server", "python", "daemon", "worker", "tea", "coffee", "plan", "meeting",
+         "tomorrow", "schedule", "report", "build", "test", "deploy", "error", "file", "config", "budget",
+         "travel", "train", "ticket", "weather", "recipe", "garden", "invoice", "pelican", "launch", "code",
+         "review", "branch")
 FIRST_TURN_MSG_ID = 1_000_000  # above every prefilled msg_id
 
 
@@ -240,6 +384,7 @@ class Scenario:
     sessions: int  # they are spread over this many sessions
     session_key: str  # the one session the turns go to
     turn_ms: list[float] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)  # this thread's CPU time in each turn
     phases_ms: dict[str, float] = field(default_factory=dict)  # mean per turn
     final_in_session: int = 0
     db_bytes: int = 0
@@ -279,13 +424,14 @@ async def run_scenario(scenario: Scenario, turns: int, warmup: int, workdir: Pat
             message = protocol.Deliver(msg_id=msg_id, platform="local", session_key=scenario.session_key,
                                        text=sentence(rng, 16))
             msg_id += 1
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.thread_time()
             replies = [text async for text in runtime.turn(message)]
-            elapsed = time.perf_counter() - start
+            elapsed, cpu = time.perf_counter() - start, time.thread_time() - cpu
             if replies != [REPLY]:
                 raise RuntimeError(f"turn {i} answered {replies!r}")
             if i >= warmup:
                 scenario.turn_ms.append(elapsed * 1e3)
+                scenario.cpu_ms.append(cpu * 1e3)
         spent = dict(phases.spent)
         spent["sessions.append (x2)"] = spent.pop("sessions.append", 0.0)
         scenario.phases_ms = {name: spent.get(name, 0.0) / turns * 1e3 for name in PHASES}
@@ -320,11 +466,13 @@ def measure_turns(args: argparse.Namespace) -> list[Scenario]:
 def report_turns(scenarios: list[Scenario], args: argparse.Namespace) -> list[str]:
     base = scenarios[0]
     stats = [h.summary_ms([t / 1e3 for t in s.turn_ms]) for s in scenarios]
-    rows = [["scenario", "p50 ms", "p99 ms", "max ms", "mean ms", "p99 / baseline p99",
-             "msgs in session at end", "state.db* MiB"]]
+    rows = [["scenario", "p50 ms", "p99 ms", "max ms", "mean ms", "p99 / baseline p99", "turns > 5 ms",
+             "CPU p50 ms", "CPU p99 ms", "msgs in session at end", "state.db* MiB"]]
     for s, st in zip(scenarios, stats, strict=True):
+        cpu = h.summary_ms([t / 1e3 for t in s.cpu_ms])
         rows.append([s.name, f"{st['p50']:.3f}", f"{st['p99']:.3f}", f"{st['max']:.3f}", f"{st['mean']:.3f}",
-                     f"{st['p99'] / stats[0]['p99']:.2f}x", f"{s.final_in_session:,}",
+                     f"{st['p99'] / stats[0]['p99']:.2f}x", str(sum(t > 5.0 for t in s.turn_ms)),
+                     f"{cpu['p50']:.3f}", f"{cpu['p99']:.3f}", f"{s.final_in_session:,}",
                      f"{s.db_bytes / h.MiB:.1f}"])
     print(f"\n(2) turn: {args.turns} timed turns per scenario (after {args.warmup} warm-up turns), "
           "model answered instantly by httpx.MockTransport; state in "
@@ -357,7 +505,7 @@ def report_turns(scenarios: list[Scenario], args: argparse.Namespace) -> list[st
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("all", "memory", "turn"), default="all",
+    parser.add_argument("--part", choices=("all", "memory", "fork", "turn"), default="all",
                         help="which measurement to run (default %(default)s)")
     parser.add_argument("--agents", type=int, default=10, help="openai agents in the daemon (default %(default)s)")
     parser.add_argument("--echo-agents", type=int, default=1,
@@ -372,7 +520,13 @@ def main() -> int:
                         help="skip the scenario with every stored message in the turn's session")
     parser.add_argument("--time-limit", type=float, default=58,
                         help="stop (and clean up) after this many seconds (default %(default)s)")
+    parser.add_argument("--fork-variant", choices=FORK_VARIANTS, help=argparse.SUPPRESS)  # internal
+    parser.add_argument("--llm-url", help=argparse.SUPPRESS)  # internal, with --fork-variant
+    parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)  # internal, with --fork-variant
     args = parser.parse_args()
+    if args.fork_variant:
+        fork_variant(args.fork_variant, args.llm_url, args.workdir, 2, args.settle)
+        return 0
     if args.agents < 1 or args.turns < 1 or args.stored < args.sessions or args.sessions < 1:
         parser.error("need --agents >= 1, --turns >= 1 and --stored >= --sessions >= 1")
     h.guard(args.time_limit)
@@ -381,6 +535,8 @@ def main() -> int:
     if args.part in ("all", "memory"):
         result = measure_memory(args.agents, args.echo_agents, args.settle, smaps=not args.no_smaps)
         verdicts += report_memory(result, args)
+    if args.part in ("all", "fork"):
+        verdicts += measure_fork(args)
     if args.part in ("all", "turn"):
         verdicts += report_turns(measure_turns(args), args)
     print()

@@ -40,11 +40,11 @@ class OpenAIRuntime:
             return
         session_id = home.sessions.current(message.session_key)
         home.sessions.forget_attempt(session_id, message.msg_id)
-        history, omitted = home.sessions.history(session_id, home.spec.history_budget)
+        history, trimmed = home.sessions.history(session_id, home.spec.history_budget)
         user = ChatMessage(role="user", content=message.text)
         home.sessions.append(session_id, user, message.msg_id)
         system = ChatMessage(role="system",
-                             content=system_prompt(home.spec, home.workspace, message, omitted))
+                             content=system_prompt(home.spec, home.workspace, message, trimmed))
         conversation = [system, *history, user]
         context = home.tool_context(message, session_id)
         for _step in range(home.spec.max_tool_steps):

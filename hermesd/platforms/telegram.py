@@ -1,0 +1,297 @@
+"""Telegram: one bot for every agent.
+
+Polling is our own `getUpdates` loop over python-telegram-bot's `Bot` (not `Application`,
+whose polling stalls for good on one update it cannot parse): updates are parsed one by
+one, a malformed one is logged and skipped, each is written to the spool, and only then is
+the offset moved past it.  Replies leave through one flood gate shared by all agents.
+The token stays in this process: workers never see it.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+from telegram import Bot, BotCommand, Message, Update
+from telegram.constants import ChatAction, ParseMode
+from telegram.error import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
+from telegram.request import HTTPXRequest
+from telegram.warnings import PTBUserWarning
+
+from hermesd import log
+from hermesd.config import ConfigError, TelegramConfig
+from hermesd.platforms import Inbox
+from hermesd.platforms import telegram_updates as updates
+from hermesd.platforms.telegram_format import render
+from hermesd.ratelimit import FloodGate
+from hermesd.routing import Route
+from hermesd.spool import Incoming, Outgoing
+
+NAME = "telegram"
+POLL_TIMEOUT = 25  # seconds a getUpdates call waits for news
+MAX_DOWNLOAD = 20 * 1024 * 1024  # the Bot API serves files up to 20 MB anyway
+COMMANDS = [("new", "start a fresh conversation"), ("reset", "same as /new"),
+            ("status", "agent, model, session and token use"), ("help", "what I can do")]
+REFUSAL = "Sorry, this bot only talks to people it was set up for."
+REFUSAL_EVERY = 3600.0  # seconds: one polite refusal per unknown user per hour
+TYPING_EVERY = 4.0  # Telegram shows "typing…" for 5 s
+TYPING_AT_MOST = 120.0
+
+warnings.filterwarnings("ignore", category=PTBUserWarning)  # raw getUpdates is deliberate
+
+
+class Router(Protocol):
+    def route(self, session_key: str) -> Route: ...
+
+    def workspace_of(self, agent: str) -> Path | None: ...
+
+
+def _seconds(value: Any) -> float:
+    return float(value.total_seconds() if hasattr(value, "total_seconds") else value)
+
+
+class TelegramPlatform:
+    name = NAME
+
+    def __init__(self, settings: TelegramConfig, inbox: Inbox, router: Router) -> None:
+        self._settings = settings
+        self._inbox = inbox
+        self._router = router
+        self._gate = FloodGate()
+        self._bot: Bot | None = None
+        self._ready = anyio.Event()
+        self._intake_open = True
+        self._state = "starting"
+        self._error = ""
+        self._refused: dict[int, float] = {}
+        self._typing: dict[str, anyio.CancelScope] = {}
+        self._tasks: TaskGroup | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def status(self) -> dict[str, object]:
+        return {"state": self._state, "error": self._error, "waiting_to_send": self._gate.waiting()}
+
+    def close_intake(self) -> None:
+        self._intake_open = False
+
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        try:
+            token = self._settings.read_token()
+        except ConfigError as exc:  # the daemon and its other platforms carry on without it
+            self._set_state("no token", str(exc))
+            log.error("telegram_disabled", error=str(exc))
+            task_status.started()
+            return
+        log.add_secret(token)
+        base = self._settings.api_base or "https://api.telegram.org/bot"
+        self._bot = Bot(
+            token, base_url=base, base_file_url=base.removesuffix("/bot") + "/file/bot",
+            request=HTTPXRequest(connection_pool_size=32),
+            get_updates_request=HTTPXRequest(read_timeout=POLL_TIMEOUT + 10),
+        )  # fmt: skip
+        task_status.started()  # the daemon does not wait for Telegram to be reachable
+        async with anyio.create_task_group() as self._tasks:
+            await self._connect()
+            await self._poll()
+
+    async def _connect(self) -> None:
+        """getMe, deleteWebhook, setMyCommands; retried until they work."""
+        assert self._bot is not None
+        delay = 1.0
+        while True:
+            try:
+                await self._bot.initialize()
+                await self._bot.delete_webhook()
+                await self._bot.set_my_commands([BotCommand(*c) for c in COMMANDS])
+                self._set_state("polling")
+                log.info("telegram_connected", bot=self._bot.username)
+                self._ready.set()
+                return
+            except TelegramError as exc:
+                delay = await self._failed("connect", exc, delay)
+
+    async def _poll(self) -> None:
+        assert self._bot is not None
+        offset: int | None = None
+        delay = 1.0
+        while True:
+            try:
+                batch = await self._bot.do_api_request(
+                    "getUpdates", api_kwargs={"offset": offset, "timeout": POLL_TIMEOUT,
+                                              "allowed_updates": ["message"]},
+                    read_timeout=POLL_TIMEOUT + 10, return_type=None,
+                )  # fmt: skip
+            except TelegramError as exc:
+                delay = await self._failed("poll", exc, delay)
+                continue
+            delay = 1.0
+            self._set_state("polling")
+            for raw in batch if isinstance(batch, list) else []:
+                update_id = raw.get("update_id") if isinstance(raw, dict) else None
+                if isinstance(update_id, int):
+                    await self._take(raw, update_id)  # spooled before the offset moves
+                    offset = max(offset or 0, update_id + 1)
+                else:
+                    log.warning("telegram_update_skipped", reason="no update_id")
+
+    async def _failed(self, doing: str, exc: TelegramError, delay: float) -> float:
+        """Log, show in status, wait; returns the next backoff."""
+        if isinstance(exc, RetryAfter):
+            wait = _seconds(exc.retry_after)
+        elif isinstance(exc, (InvalidToken, Forbidden)):
+            self._set_state("token rejected", str(exc))
+            wait = 300.0  # a revoked token will not heal by itself soon
+        elif isinstance(exc, Conflict):
+            self._set_state("conflict", "another getUpdates poller uses this token")
+            wait = delay
+        else:
+            self._set_state("retrying", f"{type(exc).__name__}: {exc}")
+            wait = delay
+        log.warning(f"telegram_{doing}_failed", error=f"{type(exc).__name__}: {exc}",
+                    retry_in=f"{wait:.1f}")
+        await anyio.sleep(wait)
+        return min(delay * 2, 60.0)
+
+    def _set_state(self, state: str, error: str = "") -> None:
+        self._state, self._error = state, error
+
+    # ---------------------------------------------------------------- updates in
+
+    async def _take(self, raw: dict[str, Any], update_id: int) -> None:
+        assert self._bot is not None
+        try:
+            update = Update.de_json(raw, self._bot)
+        except Exception as exc:  # one bad update must not wedge the loop
+            log.warning("telegram_update_skipped", update_id=update_id,
+                        error=f"{type(exc).__name__}: {exc}")
+            return
+        message = update.message if update else None
+        if message is None or message.from_user is None or not self._intake_open:
+            return
+        key = updates.session_key(message, self._settings.group_sessions)
+        if not updates.is_private(key) and self._settings.require_mention_in_groups and \
+                not updates.addressed(message, self._bot.id, self._bot.username):
+            return
+        route = self._router.route(key)
+        allowed = route.allowed_users if route.allowed_users is not None else self._settings.allowed_users
+        if not updates.permitted(message.from_user.id, allowed):
+            await self._refuse(message, key)
+            return
+        text = message.text or message.caption or ""
+        for path in await self._download(message, route.agent):
+            text += f"\n[attached file: {path}]"
+        if not text.strip():
+            return  # stickers, service messages and the like: nothing to answer
+        self._inbox.receive(Incoming(
+            platform=NAME, external_id=str(update_id), session_key=key, text=text,
+            sender=str(message.from_user.id),
+        ))  # fmt: skip
+
+    async def _refuse(self, message: Message, session_key: str) -> None:
+        user = message.from_user.id if message.from_user else 0
+        log.info("telegram_user_refused", user=user, session=session_key)
+        now = time.monotonic()
+        if now - self._refused.get(user, -REFUSAL_EVERY) < REFUSAL_EVERY:
+            return
+        self._refused[user] = now
+        await self._send(session_key, "", [(REFUSAL, REFUSAL)])
+
+    async def _download(self, message: Message, agent: str | None) -> list[str]:
+        """Photos and documents go to the agent's `inbox/`; the message carries their paths."""
+        attachment = message.document or (message.photo[-1] if message.photo else None)
+        workspace = self._router.workspace_of(agent) if agent else None
+        if attachment is None or workspace is None:
+            return []
+        name = getattr(attachment, "file_name", None) or f"photo-{attachment.file_unique_id}.jpg"
+        relative = f"inbox/{message.chat.id}-{message.message_id}-{Path(name).name}"
+        if (attachment.file_size or 0) > MAX_DOWNLOAD:
+            return [f"{relative} (not downloaded: over {MAX_DOWNLOAD // 2**20} MB)"]
+        target = workspace / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            file = await attachment.get_file()
+            await file.download_to_drive(target)
+        except (TelegramError, OSError) as exc:
+            log.warning("telegram_download_failed", file=name, error=str(exc))
+            return [f"{relative} (download failed)"]
+        return [relative]
+
+    # ---------------------------------------------------------------- replies out
+
+    async def deliver(self, reply: Outgoing) -> bool:
+        await self._ready.wait()
+        return await self._send(reply.session_key, reply.agent, render(reply.text))
+
+    async def finished(self, msg_id: int, session_key: str, error: str | None) -> None:
+        scope = self._typing.pop(session_key, None)
+        if scope is not None:
+            scope.cancel()
+
+    async def _send(self, session_key: str, agent: str, chunks: list[tuple[str, str]]) -> bool:
+        """Send every chunk, waiting for the flood gate; True once Telegram has them all,
+        or when it refuses for good (chat gone, bot blocked): retrying would not help."""
+        assert self._bot is not None
+        chat, thread = updates.destination(session_key)
+        for html, plain in chunks:
+            delay = 1.0
+            while True:
+                await self._gate.wait(agent, chat)
+                try:
+                    await self._send_one(chat, thread, html, plain)
+                    break
+                except RetryAfter as exc:
+                    self._gate.retry_after(chat, _seconds(exc.retry_after))
+                except (Forbidden, BadRequest) as exc:
+                    log.error("telegram_undeliverable", agent=agent, session=session_key, error=str(exc))
+                    return True
+                except (TimedOut, NetworkError) as exc:
+                    log.warning("telegram_send_failed", agent=agent, session=session_key,
+                                error=str(exc), retry_in=f"{delay:.0f}")
+                    await anyio.sleep(delay)
+                    delay = min(delay * 2, 60.0)
+        return True
+
+    async def _send_one(self, chat: int, thread: int | None, html: str, plain: str) -> None:
+        assert self._bot is not None
+        try:
+            await self._bot.send_message(chat, html, parse_mode=ParseMode.HTML,
+                                         message_thread_id=thread)
+        except BadRequest as exc:
+            if "parse entities" not in str(exc).lower():
+                raise
+            await self._bot.send_message(chat, plain, message_thread_id=thread)
+
+    # ---------------------------------------------------------------- typing
+
+    def typing(self, session_key: str) -> None:
+        if self._tasks is None or not self._ready.is_set() or session_key in self._typing:
+            return
+        scope = self._typing[session_key] = anyio.CancelScope(deadline=anyio.current_time() + TYPING_AT_MOST)
+        self._tasks.start_soon(self._keep_typing, session_key, scope)
+
+    async def _keep_typing(self, session_key: str, scope: anyio.CancelScope) -> None:
+        assert self._bot is not None
+        chat, thread = updates.destination(session_key)
+        with scope:
+            while True:
+                try:
+                    await self._bot.send_chat_action(chat, ChatAction.TYPING, message_thread_id=thread)
+                except TelegramError:
+                    pass  # only a courtesy
+                await anyio.sleep(TYPING_EVERY)
+        if self._typing.get(session_key) is scope:
+            del self._typing[session_key]

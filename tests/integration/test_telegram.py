@@ -1,0 +1,209 @@
+"""The Telegram platform end to end: the real daemon, python-telegram-bot inside it, and a
+fake Bot API server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fakes.telegram_server import FakeTelegram
+from tests.harness import Daemon, wait_for
+
+FORUM, GROUP = -1001, -2002
+ALICE, BOB, STRANGER = 42, 43, 99
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeTelegram]:
+    with FakeTelegram() as server:
+        yield server
+
+
+def start(daemon: Daemon, fake: FakeTelegram, agents: str = "", extra: str = "", mention: bool = True) -> None:
+    token_file = daemon.root / "telegram.token"
+    token_file.write_text(fake.token + "\n")
+    daemon.write_config(
+        agents or """
+        [agents.a]
+        runtime = "echo"
+        [agents.b]
+        runtime = "echo"
+        [agents.c]
+        runtime = "echo"
+        """,
+        extra=f"""
+        [platforms.telegram]
+        token_file = "{token_file}"
+        api_base = "{fake.url}"
+        allowed_users = [{ALICE}, {BOB}]
+        require_mention_in_groups = {str(mention).lower()}
+        [[routes]]
+        match = "telegram:topic:{FORUM}:10"
+        agent = "a"
+        [[routes]]
+        match = "telegram:topic:{FORUM}:11"
+        agent = "b"
+        [[routes]]
+        match = "telegram:topic:{FORUM}:12"
+        agent = "c"
+        [[routes]]
+        match = "telegram:group:{GROUP}:{BOB}"
+        agent = "b"
+        """ + extra,
+        daemon='default_agent = "a"\n',
+    )
+    daemon.start()
+    wait_for(lambda: fake.calls("setMyCommands"), what="bot connected")
+
+
+def texts(fake: FakeTelegram, chat: int | None = None) -> list[str]:
+    return [c["params"]["text"] for c in fake.sent("sendMessage")
+            if chat is None or str(c["params"]["chat_id"]) == str(chat)]
+
+
+def test_each_forum_topic_is_answered_by_its_agent_in_its_topic(daemon: Daemon, fake: FakeTelegram) -> None:
+    start(daemon, fake)
+    for topic in (10, 11, 12):
+        fake.topic_message(FORUM, topic, ALICE, f"hello topic {topic}", mention=True)
+    wait_for(lambda: len(fake.sent("sendMessage")) == 3, what="three answers")
+    answers = {int(c["params"]["message_thread_id"]): c["params"]["text"] for c in fake.sent("sendMessage")}
+    assert set(answers) == {10, 11, 12}
+    for topic, agent in ((10, "a"), (11, "b"), (12, "c")):
+        assert answers[topic].startswith(f"{agent}: ") and f"hello topic {topic}" in answers[topic]
+
+
+def test_general_topic_reply_has_no_thread_id(daemon: Daemon, fake: FakeTelegram) -> None:
+    start(daemon, fake)
+    fake.group_message(FORUM, ALICE, "in general", mention=True, forum=True)
+    wait_for(lambda: fake.sent("sendMessage"), what="answer")
+    assert "message_thread_id" not in fake.sent("sendMessage")[0]["params"]
+
+
+def test_dm_and_per_user_group_keys(daemon: Daemon, fake: FakeTelegram) -> None:
+    start(daemon, fake)
+    fake.private_message(ALICE, "hi in private")
+    wait_for(lambda: texts(fake, ALICE), what="DM answer")
+    assert texts(fake, ALICE) == ["a: hi in private"]
+    fake.group_message(GROUP, ALICE, "no mention, no answer")
+    fake.group_message(GROUP, ALICE, "from alice", mention=True)
+    fake.group_message(GROUP, BOB, "from bob", mention=True)
+    wait_for(lambda: len(texts(fake, GROUP)) == 2, what="two group answers")
+    time.sleep(0.3)
+    answered = sorted(texts(fake, GROUP))
+    assert answered[0].startswith("a: ") and "from alice" in answered[0]
+    assert answered[1].startswith("b: ") and "from bob" in answered[1]  # the per-user route
+
+
+def test_stranger_gets_one_polite_refusal_and_no_agent_time(daemon: Daemon, fake: FakeTelegram) -> None:
+    start(daemon, fake)
+    fake.private_message(STRANGER, "let me in")
+    fake.private_message(STRANGER, "please")
+    fake.private_message(ALICE, "after")  # processed after both: a marker
+    wait_for(lambda: texts(fake, ALICE), what="alice answered")
+    assert texts(fake, STRANGER) == ["Sorry, this bot only talks to people it was set up for."]
+    assert all(info["queue"] == 0 for info in daemon.agents().values())
+    assert "telegram_user_refused" in daemon.log()
+
+
+def test_malformed_update_is_skipped_and_the_next_one_answered(daemon: Daemon, fake: FakeTelegram) -> None:
+    start(daemon, fake)
+    fake.queue({"update_id": 5000, "message": {"message_id": "x", "chat": "not a chat", "date": None}})
+    fake.private_message(ALICE, "still there?")
+    wait_for(lambda: texts(fake, ALICE), what="answer after a bad update")
+    assert texts(fake, ALICE) == ["a: still there?"]
+    assert "telegram_update_skipped" in daemon.log()
+
+
+def test_long_reply_is_split_within_telegram_limits(daemon: Daemon, fake: FakeTelegram) -> None:
+    start(daemon, fake)
+    fake.private_message(ALICE, "😀" * 4000)
+    wait_for(lambda: len(texts(fake, ALICE)) >= 2, what="a split answer")
+    time.sleep(1.5)  # every part
+    parts = texts(fake, ALICE)
+    assert all(len(part.encode("utf-16-le")) // 2 <= 4096 for part in parts)
+    assert len(parts) == 2  # 8,003 units: two messages, cut only at whitespace or between emoji
+    assert "".join("".join(parts).split()) == "a:" + "😀" * 4000
+
+
+def test_replies_respect_the_per_chat_flood_limit(daemon: Daemon, fake: FakeTelegram) -> None:
+    start(daemon, fake)
+    for i in range(4):
+        fake.private_message(ALICE, f"burst {i}")
+    wait_for(lambda: len(texts(fake, ALICE)) == 4, timeout=20, what="four answers")
+    times = sorted(c["time"] for c in fake.sent("sendMessage"))
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert min(gaps) >= 0.95  # at most one message per second to one chat
+
+
+def test_retry_after_is_honoured_and_nothing_is_lost(daemon: Daemon, fake: FakeTelegram) -> None:
+    start(daemon, fake)
+    fake.fail("sendMessage", {"error_code": 429, "retry_after": 1})
+    fake.private_message(ALICE, "slow down")
+    wait_for(lambda: texts(fake, ALICE), timeout=15, what="answer after 429")
+    assert texts(fake, ALICE) == ["a: slow down"]
+    refused = [c for c in fake.calls("sendMessage") if c["status"] == 429]
+    assert len(refused) == 1 and fake.sent("sendMessage")[0]["time"] - refused[0]["time"] >= 0.95
+
+
+def test_revoked_token_is_shown_in_status(daemon: Daemon, fake: FakeTelegram) -> None:
+    fake.fail("*", {"error_code": 401, "description": "Unauthorized"})
+    token_file = daemon.root / "telegram.token"
+    token_file.write_text(fake.token)
+    daemon.write_config('[agents.a]\nruntime = "echo"\n', extra=f"""
+        [platforms.telegram]
+        token_file = "{token_file}"
+        api_base = "{fake.url}"
+        allowed_users = "*"
+        """)
+    daemon.start()
+    wait_for(lambda: (daemon.status() or {}).get("platforms", {}).get("telegram", {}).get("state")
+             == "token rejected", what="token rejected in status")
+    assert "telegram token rejected" in daemon.ctl("status").stdout
+    assert fake.token not in daemon.log()
+
+
+def test_commands_reach_the_agent_and_are_registered(daemon: Daemon, fake: FakeTelegram) -> None:
+    start(daemon, fake)
+    names = fake.calls("setMyCommands")[0]["params"]["commands"]
+    assert {c["command"] for c in names} == {"new", "reset", "status", "help"}
+    fake.group_message(GROUP, ALICE, "/status")  # a command needs no mention
+    wait_for(lambda: texts(fake, GROUP), what="command answered")
+    assert texts(fake, GROUP) == ["a: /status"]
+
+
+def test_documents_land_in_the_agents_inbox(daemon: Daemon, fake: FakeTelegram) -> None:
+    start(daemon, fake)
+    fake.document_message(ALICE, ALICE, b"quarterly numbers", file_name="report.txt", caption="see this")
+    wait_for(lambda: texts(fake, ALICE), what="answer with the file")
+    answer = texts(fake, ALICE)[0]
+    assert "see this" in answer and "[attached file: inbox/" in answer
+    saved = list((daemon.state_dir / "agents/a/inbox").glob("*report.txt"))
+    assert len(saved) == 1 and saved[0].read_bytes() == b"quarterly numbers"
+
+
+def test_parent_killed_between_spool_and_reply_answers_each_message_once(
+    daemon: Daemon, fake: FakeTelegram
+) -> None:
+    start(daemon, fake, agents="""
+        [agents.a]
+        runtime = "echo"
+        echo_delay = 1.0
+        [agents.b]
+        runtime = "echo"
+        [agents.c]
+        runtime = "echo"
+        """)
+    for i in range(3):
+        fake.topic_message(FORUM, 10, ALICE, f"crash {i}", mention=True)
+    wait_for(lambda: daemon.agents()["a"]["queue"] == 3, what="three messages spooled")
+    assert daemon.process is not None
+    daemon.process.send_signal(signal.SIGKILL)
+    daemon.process.wait()
+    daemon.start()
+    wait_for(lambda: len(texts(fake, FORUM)) >= 3, timeout=30, what="answers after restart")
+    time.sleep(1.5)  # a duplicate would show up by now
+    answers = sorted(texts(fake, FORUM))
+    assert len(answers) == 3 and all(f"crash {i}" in answers[i] for i in range(3))
