@@ -28,7 +28,7 @@ DEFAULT_CONFIG_PATH = "/etc/hermesd/hermesd.toml"
 
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
 Runtime = Literal["echo", "openai", "hermes"]
-Tool = Literal["memory", "session_search", "skills", "cron", "send_to_agent"]
+Tool = Literal["memory", "session_search", "skills", "cron", "send_to_agent", "send_file"]
 AllowedUsers = list[int] | Literal["*"]  # user ids, or "*" for everyone (said explicitly)
 ALL_TOOLS: tuple[str, ...] = get_args(Tool)
 

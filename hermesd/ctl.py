@@ -214,12 +214,17 @@ class LocalSession:
                 continue
 
 
+def _text(reply: protocol.LocalReply) -> str:
+    """A reply as a terminal shows it: files it carries as their paths."""
+    return "\n".join([reply.text, *(f"[file: {path}]" for path in reply.files)]).strip("\n")
+
+
 def cmd_send(local: Path, key: str, text: str, agent: str | None, timeout: float, as_json: bool) -> None:
     session = LocalSession(local, key, agent)
     session.send(text)
 
     def show(reply: protocol.LocalReply) -> None:
-        print(json.dumps(msgspec.to_builtins(reply)) if as_json else reply.text, flush=True)
+        print(json.dumps(msgspec.to_builtins(reply)) if as_json else _text(reply), flush=True)
 
     session.wait_all(time.monotonic() + timeout, show)
 
@@ -229,7 +234,7 @@ def cmd_chat(local: Path, agent: str, name: str | None, timeout: float) -> None:
     interactive = sys.stdin.isatty()
 
     def show(reply: protocol.LocalReply) -> None:
-        print(f"{reply.agent}> {reply.text}" if interactive else reply.text, flush=True)
+        print(f"{reply.agent}> {_text(reply)}" if interactive else _text(reply), flush=True)
 
     if interactive:
         print(f"chatting with {agent} on {session.session_key}; Ctrl-D to leave", flush=True)

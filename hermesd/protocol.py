@@ -114,6 +114,7 @@ class Reply(msgspec.Struct, tag=True, frozen=True, kw_only=True):
     msg_id: int
     seq: int
     text: str
+    files: tuple[str, ...] = ()  # paths in the agent's workspace or shared paths, to send along
 
 
 class Typing(msgspec.Struct, tag=True, frozen=True):
@@ -258,6 +259,7 @@ class LocalReply(msgspec.Struct, tag="reply", frozen=True, kw_only=True):
     session_key: str
     agent: str
     text: str
+    files: list[str] = []  # absolute paths of files the agent sent
 
 
 class LocalDone(msgspec.Struct, tag="done", frozen=True):

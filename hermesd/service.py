@@ -18,7 +18,7 @@ import anyio
 import msgspec
 from anyio.abc import TaskGroup
 
-from hermesd import config, log, protocol
+from hermesd import attachments, config, log, protocol
 from hermesd.control import Control
 from hermesd.platforms import Adapter, agents, local, telegram
 from hermesd.routing import Route, Router
@@ -214,6 +214,11 @@ class Service:
         slot = self.supervisor.slots.get(agent)
         return Path(slot.spec.workspace) if slot else None
 
+    def file_roots(self, agent: str) -> list[Path]:
+        """Where files `agent` sends may come from (empty once the agent is gone)."""
+        slot = self.supervisor.slots.get(agent)
+        return attachments.roots(slot.spec) if slot else []
+
     def _route(self, message: Incoming) -> Route:
         if message.agent is None:
             return self.router.resolve(message.session_key)
@@ -276,8 +281,15 @@ class Service:
     # ---------------------------------------------------------------- replies out
 
     def on_reply(self, slot: Slot, reply: protocol.Reply) -> None:
+        text, files = reply.text, []
+        for name in reply.files:
+            try:
+                files.append(attachments.check(slot.spec, name))
+            except attachments.Refused as exc:
+                log.warning("file_refused", agent=slot.agent_id, file=name, reason=str(exc))
+                text += f"\n(file {name} not sent: {exc})"
         stored = self.spool.put_reply(msg_id=reply.msg_id, seq=reply.seq, agent=slot.agent_id,
-                                      text=reply.text)
+                                      text=text, files=tuple(files))
         if stored is not None:
             self._enqueue(stored.platform, stored)
 

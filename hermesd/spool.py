@@ -55,6 +55,7 @@ class Outgoing(msgspec.Struct, frozen=True, kw_only=True):
     session_key: str
     agent: str
     text: str
+    files: tuple[str, ...] = ()  # absolute paths, checked when the reply was stored
 
 
 _SCHEMA = """
@@ -83,6 +84,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     session_key  TEXT NOT NULL,
     agent        TEXT NOT NULL,
     text         TEXT NOT NULL,
+    files        TEXT,
     delivered_at REAL,
     UNIQUE (msg_id, seq)
 );
@@ -90,7 +92,8 @@ CREATE INDEX IF NOT EXISTS outbox_open ON outbox (reply_id) WHERE delivered_at I
 """
 
 _INBOUND_COLUMNS = "msg_id, platform, external_id, session_key, text, sender, agent, depth"
-_OUTGOING_COLUMNS = "reply_id, msg_id, seq, platform, session_key, agent, text"
+_OUTGOING_COLUMNS = "reply_id, msg_id, seq, platform, session_key, agent, text, files"
+_FILES = msgspec.json.Decoder(tuple[str, ...])
 
 
 def _inbound(row: tuple) -> Inbound:
@@ -103,7 +106,7 @@ def _inbound(row: tuple) -> Inbound:
 def _outgoing(row: tuple) -> Outgoing:
     return Outgoing(
         reply_id=row[0], msg_id=row[1], seq=row[2], platform=row[3],
-        session_key=row[4], agent=row[5], text=row[6],
+        session_key=row[4], agent=row[5], text=row[6], files=_FILES.decode(row[7]) if row[7] else (),
     )  # fmt: skip
 
 
@@ -204,15 +207,17 @@ class Spool:
 
     # ---------------------------------------------------------------- outbox
 
-    def put_reply(self, *, msg_id: int, seq: int, agent: str, text: str) -> Outgoing | None:
+    def put_reply(
+        self, *, msg_id: int, seq: int, agent: str, text: str, files: tuple[str, ...] = ()
+    ) -> Outgoing | None:
         """Store a reply for delivery to the conversation and platform its message came
         from (never to one the worker names: a worker cannot post elsewhere).  Returns None
         for a (msg_id, seq) already stored: a worker re-running a message it had begun."""
         row = self._db.execute(
-            "INSERT INTO outbox (msg_id, seq, platform, session_key, agent, text)"
-            " SELECT ?, ?, platform, session_key, ?, ? FROM inbound WHERE msg_id = ? AND state = 0"
+            "INSERT INTO outbox (msg_id, seq, platform, session_key, agent, text, files)"
+            " SELECT ?, ?, platform, session_key, ?, ?, ? FROM inbound WHERE msg_id = ? AND state = 0"
             f" ON CONFLICT (msg_id, seq) DO NOTHING RETURNING {_OUTGOING_COLUMNS}",
-            (msg_id, seq, agent, text, msg_id),
+            (msg_id, seq, agent, text, msgspec.json.encode(files).decode() if files else None, msg_id),
         ).fetchone()
         return None if row is None else _outgoing(row)
 

@@ -12,6 +12,7 @@ from anyio.abc import TaskGroup
 from hermesd.protocol import Deliver, Done, Log, Reply, Stats, Typing, WorkerFrame
 from workers.ledger import Ledger
 from workers.runtimes import Runtime
+from workers.runtimes.home import Say
 
 
 class Agent:
@@ -57,12 +58,12 @@ class Agent:
             self._send(Done(msg_id=message.msg_id))
             return
         self._send(Typing(message.session_key))
-        replies: list[str] = []
+        replies: list[Say] = []
         error = None
         try:
-            async for text in self._runtime.turn(message):
-                self._send_replies(message, [text], first_seq=len(replies))
-                replies.append(text)
+            async for say in self._runtime.turn(message):
+                self._send_replies(message, [say], first_seq=len(replies))
+                replies.append(say)
         except Exception as exc:  # a failed turn must not take the other sessions down
             error = f"{type(exc).__name__}: {exc}"
             self._send(Log(level="error", event="turn_failed", session_key=message.session_key,
@@ -71,6 +72,6 @@ class Agent:
         self._ledger.record(message.msg_id, replies)
         self._send(Done(msg_id=message.msg_id, error=error))
 
-    def _send_replies(self, message: Deliver, texts: list[str], first_seq: int = 0) -> None:
-        for seq, text in enumerate(texts, first_seq):
-            self._send(Reply(msg_id=message.msg_id, seq=seq, text=text))
+    def _send_replies(self, message: Deliver, replies: list[Say], first_seq: int = 0) -> None:
+        for seq, say in enumerate(replies, first_seq):
+            self._send(Reply(msg_id=message.msg_id, seq=seq, text=say.text, files=say.files))

@@ -11,10 +11,11 @@ import time
 
 import msgspec
 
+from workers.runtimes.home import Say
 from workers.statedb import StateDB
 
 _ENCODE = msgspec.msgpack.Encoder()
-_DECODE = msgspec.msgpack.Decoder(list[str])
+_DECODE = msgspec.msgpack.Decoder(list[tuple[str, tuple[str, ...]]])
 KEEP_SECONDS = 30 * 86400
 
 
@@ -23,16 +24,16 @@ class Ledger:
         self._state = state
         self._pruned = False
 
-    def replies_of(self, msg_id: int) -> list[str] | None:
+    def replies_of(self, msg_id: int) -> list[Say] | None:
         """The replies already given to `msg_id`, or None if it was never finished."""
         db = self._state.db
         if not self._pruned:
             db.execute("DELETE FROM handled WHERE handled_at < ?", (time.time() - KEEP_SECONDS,))
             self._pruned = True
         row = db.execute("SELECT replies FROM handled WHERE msg_id = ?", (msg_id,)).fetchone()
-        return None if row is None else _DECODE.decode(row[0])
+        return None if row is None else [Say(*reply) for reply in _DECODE.decode(row[0])]
 
-    def record(self, msg_id: int, replies: list[str]) -> None:
+    def record(self, msg_id: int, replies: list[Say]) -> None:
         self._state.db.execute(
             "INSERT OR REPLACE INTO handled (msg_id, replies, handled_at) VALUES (?, ?, ?)",
             (msg_id, _ENCODE.encode(replies), time.time()),

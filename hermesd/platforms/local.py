@@ -46,9 +46,8 @@ class LocalPlatform:
                 "clients": len({c for conns in self._attached.values() for c in conns})}
 
     async def deliver(self, reply: Outgoing) -> bool:
-        frame = protocol.LocalReply(
-            msg_id=reply.msg_id, session_key=reply.session_key, agent=reply.agent, text=reply.text
-        )
+        frame = protocol.LocalReply(msg_id=reply.msg_id, session_key=reply.session_key,
+                                    agent=reply.agent, text=reply.text, files=list(reply.files))
         return await self._broadcast(reply.session_key, frame)
 
     async def finished(self, msg_id: int, session_key: str, error: str | None) -> None:

@@ -31,7 +31,7 @@ from telegram.error import (
 from telegram.request import HTTPXRequest
 from telegram.warnings import PTBUserWarning
 
-from hermesd import log
+from hermesd import attachments, log
 from hermesd.config import ConfigError, TelegramConfig
 from hermesd.platforms import Inbox
 from hermesd.platforms import telegram_updates as updates
@@ -49,6 +49,7 @@ REFUSAL = "Sorry, this bot only talks to people it was set up for."
 REFUSAL_EVERY = 3600.0  # seconds: one polite refusal per unknown user per hour
 TYPING_EVERY = 4.0  # Telegram shows "typing…" for 5 s
 TYPING_AT_MOST = 120.0
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp"}
 
 warnings.filterwarnings("ignore", category=PTBUserWarning)  # raw getUpdates is deliberate
 
@@ -57,6 +58,8 @@ class Router(Protocol):
     def route(self, session_key: str) -> Route: ...
 
     def workspace_of(self, agent: str) -> Path | None: ...
+
+    def file_roots(self, agent: str) -> list[Path]: ...
 
 
 def _seconds(value: Any) -> float:
@@ -234,24 +237,32 @@ class TelegramPlatform:
 
     async def deliver(self, reply: Outgoing) -> bool:
         await self._ready.wait()
-        return await self._send(reply.session_key, reply.agent, render(reply.text))
+        chunks = render(reply.text) if reply.text.strip() else []
+        return await self._send(reply.session_key, reply.agent, chunks, reply.files)
 
     async def finished(self, msg_id: int, session_key: str, error: str | None) -> None:
         scope = self._typing.pop(session_key, None)
         if scope is not None:
             scope.cancel()
 
-    async def _send(self, session_key: str, agent: str, chunks: list[tuple[str, str]]) -> bool:
-        """Send every chunk, waiting for the flood gate; True once Telegram has them all,
-        or when it refuses for good (chat gone, bot blocked): retrying would not help."""
+    async def _send(
+        self, session_key: str, agent: str, chunks: list[tuple[str, str]], files: tuple[str, ...] = ()
+    ) -> bool:
+        """Send every chunk, then every file, waiting for the flood gate; True once Telegram
+        has them all, or when it refuses for good (chat gone, bot blocked): retrying would
+        not help."""
         assert self._bot is not None
         chat, thread = updates.destination(session_key)
-        for html, plain in chunks:
+        parts: list[tuple[str, str] | str] = [*chunks, *files]
+        for part in parts:
             delay = 1.0
             while True:
                 await self._gate.wait(agent, chat)
                 try:
-                    await self._send_one(chat, thread, html, plain)
+                    if isinstance(part, str):
+                        await self._send_file(chat, thread, part, agent)
+                    else:
+                        await self._send_one(chat, thread, *part)
                     break
                 except RetryAfter as exc:
                     self._gate.retry_after(chat, _seconds(exc.retry_after))
@@ -274,6 +285,20 @@ class TelegramPlatform:
             if "parse entities" not in str(exc).lower():
                 raise
             await self._bot.send_message(chat, plain, message_thread_id=thread)
+
+    async def _send_file(self, chat: int, thread: int | None, path: str, agent: str) -> None:
+        assert self._bot is not None
+        try:
+            file = attachments.open_checked(path, self._router.file_roots(agent))
+        except (OSError, attachments.Refused) as exc:
+            log.warning("file_not_sent", agent=agent, file=path, reason=str(exc))
+            return
+        with file:
+            name = Path(path).name
+            if Path(path).suffix.lower() in PHOTO_SUFFIXES:
+                await self._bot.send_photo(chat, file, message_thread_id=thread, filename=name)
+            else:
+                await self._bot.send_document(chat, file, message_thread_id=thread, filename=name)
 
     # ---------------------------------------------------------------- typing
 

@@ -201,3 +201,18 @@ def test_cron_job_survives_a_daemon_restart(daemon: Daemon, llm: FakeOpenAI) -> 
     daemon.start()
     wait_for(lambda: any("water the plants" in " ".join(user_texts(r)) for r in llm.requests("model-a")),
              timeout=20, what="cron job run after restart")
+
+
+def test_send_file_attaches_a_workspace_file_and_refuses_others(daemon: Daemon, llm: FakeOpenAI) -> None:
+    start(daemon, llm)
+    daemon.send("local:f", "hi", "--agent", "alice")
+    report = daemon.state_dir / "agents/alice/report.txt"
+    report.write_text("numbers")
+    llm.script("model-a", {"tool_calls": [{"name": "send_file", "arguments": {"path": "report.txt"}}]},
+               {"reply": "here it is"})
+    assert daemon.send("local:f", "send the report", "--agent", "alice") == \
+        f"here it is\n[file: {report}]\n"
+    llm.script("model-a", {"tool_calls": [{"name": "send_file", "arguments": {"path": "/etc/passwd"}}]},
+               {"reply": "no"})
+    assert daemon.send("local:f", "send passwd", "--agent", "alice") == "no\n"
+    assert llm.requests("model-a")[-1]["body"]["messages"][-1]["content"].startswith("error: not allowed")

@@ -207,3 +207,32 @@ def test_parent_killed_between_spool_and_reply_answers_each_message_once(
     time.sleep(1.5)  # a duplicate would show up by now
     answers = sorted(texts(fake, FORUM))
     assert len(answers) == 3 and all(f"crash {i}" in answers[i] for i in range(3))
+
+
+def test_files_an_agent_sends_go_out_as_document_and_photo(daemon: Daemon, fake: FakeTelegram) -> None:
+    from tests.fakes.openai_server import FakeOpenAI
+
+    with FakeOpenAI() as llm:
+        start(daemon, fake, agents=f"""
+            [agents.a]
+            runtime = "openai"
+            llm = {{ base_url = "{llm.url}", model = "m" }}
+            [agents.b]
+            runtime = "echo"
+            [agents.c]
+            runtime = "echo"
+            """)
+        workspace = daemon.state_dir / "agents/a"
+        wait_for(lambda: (workspace / "SOUL.md").exists(), what="workspace")
+        (workspace / "report.pdf").write_bytes(b"%PDF-1.4 fake")
+        (workspace / "chart.png").write_bytes(b"\x89PNG fake")
+        llm.script("m", {"tool_calls": [{"name": "send_file", "arguments": {"path": "report.pdf"}},
+                                        {"name": "send_file", "arguments": {"path": "chart.png"}}]},
+                   {"reply": "Both attached."})
+        fake.private_message(ALICE, "send me the files")
+        wait_for(lambda: fake.sent("sendPhoto"), timeout=15, what="photo sent")
+    assert texts(fake, ALICE) == ["Both attached."]
+    document = fake.sent("sendDocument")[0]["params"]["document"]
+    photo = fake.sent("sendPhoto")[0]["params"]["photo"]
+    assert document["filename"] == "report.pdf" and document["size"] == len(b"%PDF-1.4 fake")
+    assert photo["filename"] == "chart.png"

@@ -115,7 +115,7 @@ def test_worker_spec_puts_relative_workspace_under_state_dir():
         agent_id="home",
         runtime="echo",
         workspace="/srv/hermesd/agents/home",
-        tools=("memory", "session_search", "skills", "cron", "send_to_agent"),
+        tools=("memory", "session_search", "skills", "cron", "send_to_agent", "send_file"),
     )
 
 

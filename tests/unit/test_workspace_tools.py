@@ -127,3 +127,24 @@ def test_search_takes_fts_syntax_literally(tmp_path: Path) -> None:
 
 def test_deliver_depth_defaults_to_zero() -> None:
     assert Deliver(msg_id=1, platform="local", session_key="k", text="t").depth == 0
+
+
+def test_parent_accepts_only_files_of_the_agent(tmp_path: Path) -> None:
+    from hermesd import attachments
+    from hermesd.protocol import WorkerSpec
+
+    workspace = tmp_path / "agent"
+    workspace.mkdir()
+    (workspace / "ok.txt").write_text("fine")
+    os.symlink("/etc/hostname", workspace / "sneaky.txt")
+    spec = WorkerSpec(agent_id="a", runtime="echo", workspace=str(workspace))
+    assert attachments.check(spec, "ok.txt") == str(workspace / "ok.txt")
+    for name in ("sneaky.txt", "/etc/hostname", "../agent/../x", "missing.txt", "."):
+        with pytest.raises(attachments.Refused):
+            attachments.check(spec, name)
+    with attachments.open_checked(str(workspace / "ok.txt"), attachments.roots(spec)) as file:
+        assert file.read() == b"fine"
+    (workspace / "ok.txt").unlink()
+    os.symlink("/etc/hostname", workspace / "ok.txt")  # swapped after the check
+    with pytest.raises(OSError):
+        attachments.open_checked(str(workspace / "ok.txt"), attachments.roots(spec))

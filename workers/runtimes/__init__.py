@@ -1,5 +1,5 @@
 """Agent runtimes: what turns a message into replies.  Each exposes `turn(Deliver)`, an
-async iterator of reply texts."""
+async iterator of `Say` (text and files)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from typing import Protocol
 
 from hermesd.protocol import Deliver
 from workers.runtimes.echo import EchoRuntime
-from workers.runtimes.home import AgentHome
+from workers.runtimes.home import AgentHome, Say
 from workers.runtimes.openai import OpenAIRuntime
 
 
 class Runtime(Protocol):
-    def turn(self, message: Deliver) -> AsyncIterator[str]: ...
+    def turn(self, message: Deliver) -> AsyncIterator[Say]: ...
 
 
 def load(home: AgentHome) -> Runtime:

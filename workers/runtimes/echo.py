@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import anyio
 
 from hermesd.protocol import Deliver, WorkerSpec
+from workers.runtimes.home import Say
 
 
 class EchoRuntime:
@@ -14,7 +15,7 @@ class EchoRuntime:
         self._prefix = f"{spec.agent_id}: "
         self._delay = spec.echo_delay
 
-    async def turn(self, message: Deliver) -> AsyncIterator[str]:
+    async def turn(self, message: Deliver) -> AsyncIterator[Say]:
         if self._delay:
             await anyio.sleep(self._delay)
-        yield self._prefix + message.text
+        yield Say(self._prefix + message.text)

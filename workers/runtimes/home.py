@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from hermesd import protocol
 from workers.bridge import Parent
@@ -12,6 +13,13 @@ from workers.sessions import Sessions
 from workers.statedb import StateDB
 from workers.tools import ToolContext
 from workers.workspace import Workspace
+
+
+class Say(NamedTuple):
+    """One reply as a runtime produces it: text, and files to send along (workspace paths)."""
+
+    text: str
+    files: tuple[str, ...] = ()
 
 
 @dataclass

@@ -14,7 +14,7 @@ from hermesd.protocol import Deliver
 from workers import commands, tools
 from workers.llm import ChatMessage, LLMClient, LLMError
 from workers.prompt import system_prompt
-from workers.runtimes.home import AgentHome
+from workers.runtimes.home import AgentHome, Say
 
 
 class OpenAIRuntime:
@@ -32,11 +32,11 @@ class OpenAIRuntime:
             self._client = LLMClient(llm, timeout=llm.timeout, max_retries=llm.max_retries)
         return self._client
 
-    async def turn(self, message: Deliver) -> AsyncIterator[str]:
+    async def turn(self, message: Deliver) -> AsyncIterator[Say]:
         home = self._home
         answer = commands.handle(message, home.spec, home.sessions)
         if answer is not None:
-            yield answer
+            yield Say(answer)
             return
         session_id = home.sessions.current(message.session_key)
         home.sessions.forget_attempt(session_id, message.msg_id)
@@ -52,14 +52,14 @@ class OpenAIRuntime:
                 completion = await self._llm().complete(conversation, self._tools or None)
             except LLMError as exc:
                 home.log("error", "llm_failed", message.session_key, error=str(exc))
-                yield f"⚠️ {exc.user_message}"
+                yield Say(f"⚠️ {exc.user_message}")
                 return
             home.sessions.add_usage(session_id, completion.usage)
             reply = completion.message
             home.sessions.append(session_id, reply, message.msg_id)
             conversation.append(reply)
             if not reply.tool_calls:
-                yield reply.content or "(no answer)"
+                yield Say(reply.content or ("" if context.files else "(no answer)"), tuple(context.files))
                 return
             for call in reply.tool_calls:
                 result = await tools.call(call.function.name, call.function.arguments, context)
@@ -67,4 +67,5 @@ class OpenAIRuntime:
                                       content=result)
                 home.sessions.append(session_id, outcome, message.msg_id)
                 conversation.append(outcome)
-        yield f"(stopped after {home.spec.max_tool_steps} tool steps without a final answer)"
+        yield Say(f"(stopped after {home.spec.max_tool_steps} tool steps without a final answer)",
+                  tuple(context.files))

@@ -32,13 +32,21 @@ class ToolContext:
     session_id: int
     scheduler: Scheduler
     asks: int = field(default=0)  # send_to_agent calls so far in this turn (request ids)
+    files: list[str] = field(default_factory=list)  # send_file: to go out with the reply
 
 
-from workers.tools import cron, memory, send_to_agent, session_search, skills  # noqa: E402
+from workers.tools import (  # noqa: E402
+    cron,
+    memory,
+    send_file,
+    send_to_agent,
+    session_search,
+    skills,
+)
 
 TOOLS: dict[str, ModuleType] = {
     "memory": memory, "session_search": session_search, "skills": skills,
-    "cron": cron, "send_to_agent": send_to_agent,
+    "cron": cron, "send_to_agent": send_to_agent, "send_file": send_file,
 }  # fmt: skip
 
 
