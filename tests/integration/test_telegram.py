@@ -236,3 +236,15 @@ def test_files_an_agent_sends_go_out_as_document_and_photo(daemon: Daemon, fake:
     photo = fake.sent("sendPhoto")[0]["params"]["photo"]
     assert document["filename"] == "report.pdf" and document["size"] == len(b"%PDF-1.4 fake")
     assert photo["filename"] == "chart.png"
+
+
+def test_polling_recovers_from_conflict_and_server_errors(daemon: Daemon, fake: FakeTelegram) -> None:
+    start(daemon, fake)
+    fake.fail("getUpdates", {"error_code": 409, "description": "Conflict: terminated by other getUpdates request"},
+              {"error_code": 502, "description": "Bad Gateway"})
+    wait_for(lambda: daemon.log().count("telegram_poll_failed") == 2, timeout=20, what="both poll errors")
+    assert "Conflict" in daemon.log() and "Bad Gateway" in daemon.log()
+    fake.private_message(ALICE, "after the storm")
+    wait_for(lambda: texts(fake, ALICE), timeout=20, what="answer after poll errors")
+    assert texts(fake, ALICE) == ["a: after the storm"]
+    assert daemon.status()["platforms"]["telegram"]["state"] == "polling"
