@@ -35,7 +35,7 @@ from hermesd import attachments, log
 from hermesd.config import ConfigError, TelegramConfig
 from hermesd.platforms import Inbox
 from hermesd.platforms import telegram_updates as updates
-from hermesd.platforms.telegram_format import render
+from hermesd.platforms.formatting import render
 from hermesd.ratelimit import FloodGate
 from hermesd.routing import Route
 from hermesd.spool import Incoming, Outgoing

@@ -1,4 +1,5 @@
-"""Agent replies (Markdown-ish LLM text) turned into Telegram messages.
+"""Agent replies (Markdown-ish LLM text) cut to a platform's message size, and rendered
+as Telegram HTML.  (Discord takes the markdown as it is and only needs `split`.)
 
 Telegram's HTML parse mode is used because its escaping is simple (`&`, `<`, `>`) and a
 malformed message is rejected outright instead of silently losing characters; the plain
@@ -166,8 +167,9 @@ def _boundary(text: str, i: int) -> bool:
     return run % 2 == 0
 
 
-def split(text: str, limit: int = MAX_UNITS) -> list[str]:
-    """Chunks of `text`, each rendering to at most `limit` UTF-16 units of HTML.
+def split(text: str, limit: int = MAX_UNITS, measure: Callable[[str], int] | None = None) -> list[str]:
+    """Chunks of `text`, each rendering to at most `limit` UTF-16 units of HTML (or, with
+    `measure`, at most `limit` of what it counts: Discord sends markdown as it is).
 
     Cuts at the last paragraph break that fits, else line break, else space (each looked
     for in the later half of what fits first), else between whole characters.  A code
@@ -179,13 +181,18 @@ def split(text: str, limit: int = MAX_UNITS) -> list[str]:
         start = first.start()
         if opener and (nl := text.rfind("\n", pos, start)) >= 0:
             start = nl + 1
-        chunk, pos, opener = _next_chunk(text, start, first.start(), opener, limit)
+        chunk, pos, opener = _next_chunk(text, start, first.start(), opener, limit,
+                                         measure or _html_units)
         chunks.append(chunk)
     return chunks
 
 
-def _next_chunk(text: str, start: int, first: int, opener: str, limit: int
-                ) -> tuple[str, int, str]:
+def _html_units(chunk: str) -> int:
+    return utf16_len(to_html(chunk))
+
+
+def _next_chunk(text: str, start: int, first: int, opener: str, limit: int,
+                measure: Callable[[str], int]) -> tuple[str, int, str]:
     """The longest well-cut chunk from `start` (whose first non-space is at `first`), the
     position after it, and the fence line that reopens a code block it leaves open."""
     n = len(text)
@@ -196,7 +203,7 @@ def _next_chunk(text: str, start: int, first: int, opener: str, limit: int
         return (body, "") if lang is None else (body + "\n```", f"```{lang}\n")
 
     def fits(cut: int) -> bool:
-        return utf16_len(to_html(build(cut)[0])) <= limit
+        return measure(build(cut)[0]) <= limit
 
     def opens_code(p: int) -> bool:  # a cut right after an opening fence: empty block
         line = text[(text.rfind("\n", start, p) + 1) or start:p]
@@ -214,11 +221,11 @@ def _next_chunk(text: str, start: int, first: int, opener: str, limit: int
     while lo > first:
         cut = lo if lo == n else _best_cut(text, first, lo, opens_code)
         chunk, reopen = build(cut)
-        if utf16_len(to_html(chunk)) <= limit:  # verify: monotonicity is not guaranteed
+        if measure(chunk) <= limit:  # verify: monotonicity is not guaranteed
             return chunk, cut, reopen
         lo = cut - 1
     if opener not in ("", "```\n"):  # the language does not fit: reopen without it
-        return _next_chunk(text, start, first, "```\n", limit)
+        return _next_chunk(text, start, first, "```\n", limit, measure)
     raise ValueError(f"limit {limit} is too small to hold {text[first:first + 8]!r}")
 
 

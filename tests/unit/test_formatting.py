@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hermesd.platforms.telegram_format import (
+from hermesd.platforms.formatting import (
     MAX_UNITS,
     render,
     split,
