@@ -131,6 +131,13 @@ class TelegramConfig(_BotConfig):
 
 class DiscordConfig(_BotConfig):
     gateway_url: str | None = None
+    allowed_roles: list[int] = []
+    """Members holding one of these roles may talk too (in guilds), besides allowed_users."""
+    allowed_guilds: list[int] = []
+    """Guilds the bot answers in; [] = any guild it is in."""
+    channel_sessions: Literal["per_user", "shared"] = "per_user"
+    require_mention: bool = True
+    """In guild channels, answer only when mentioned or replied to (routes may override)."""
 
 
 class LocalConfig(_Section):
@@ -171,6 +178,8 @@ class Route(_Section):
     agent: str
     allowed_users: AllowedUsers | None = None
     """Replaces the platform's allowed_users for the conversations this route matches."""
+    require_mention: bool | None = None
+    """Replaces the platform's mention rule (Discord channels) for these conversations."""
 
 
 class _Document(_Section):

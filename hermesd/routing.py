@@ -28,11 +28,14 @@ class Pattern:
     segments: tuple[str, ...]
     literal_count: int
     allowed_users: object = None  # a platform's allowed_users override, if the route has one
+    require_mention: bool | None = None  # a platform's mention rule override
 
     @classmethod
-    def parse(cls, text: str, agent: str, order: int, allowed_users: object = None) -> Pattern:
+    def parse(cls, text: str, agent: str, order: int, allowed_users: object = None,
+              require_mention: bool | None = None) -> Pattern:
         segments = tuple(text.split(":"))
-        return cls(text, agent, order, segments, sum(map(_is_literal, segments)), allowed_users)
+        return cls(text, agent, order, segments, sum(map(_is_literal, segments)), allowed_users,
+                   require_mention)
 
     def matches(self, key_segments: Sequence[str]) -> bool:
         if len(self.segments) > len(key_segments):
@@ -52,13 +55,14 @@ class Route:
     agent: str | None
     rule: str
     allowed_users: object = None  # the matching route's override of the platform's list
+    require_mention: bool | None = None
 
 
 class Router:
     """Maps session keys to agent ids.  Immutable: a reload builds a new Router."""
 
     def __init__(self, routes: Iterable[tuple[str, ...]], default_agent: str | None) -> None:
-        """`routes`: (pattern, agent) or (pattern, agent, allowed_users), in file order."""
+        """`routes`: (pattern, agent[, allowed_users[, require_mention]]), in file order."""
         self.patterns = tuple(
             Pattern.parse(*route[:2], order, *route[2:]) for order, route in enumerate(routes)
         )
@@ -86,7 +90,8 @@ class Router:
         if best is None and (parent := thread_parent(segments)) is not None:
             best = self._best(parent)
         if best is not None:
-            return Route(best.agent, f"route #{best.order + 1} {best.text!r}", best.allowed_users)
+            return Route(best.agent, f"route #{best.order + 1} {best.text!r}", best.allowed_users,
+                         best.require_mention)
         if self.default_agent is not None:
             return Route(self.default_agent, "default_agent")
         return Route(None, "no route and no default_agent")

@@ -20,7 +20,7 @@ from anyio.abc import TaskGroup
 
 from hermesd import attachments, config, log, protocol
 from hermesd.control import Control
-from hermesd.platforms import Adapter, agents, local, telegram
+from hermesd.platforms import Adapter, agents, local
 from hermesd.routing import Route, Router
 from hermesd.sdnotify import Notifier
 from hermesd.spool import Inbound, Incoming, Outgoing, Spool
@@ -80,7 +80,14 @@ class Service:
         self.control_path = runtime_dir / "control.sock"
         self.agent_platform = agents.AgentPlatform(self.supervisor, self.spool)
         self.adapters[agents.NAME] = self.agent_platform
+        # Bot libraries are imported only when configured: they cost the parent memory.
+        if cfg.platforms.discord is not None:
+            from hermesd.platforms import discord
+
+            self.adapters[discord.NAME] = discord.DiscordPlatform(cfg.platforms.discord, self, self)
         if cfg.platforms.telegram is not None:
+            from hermesd.platforms import telegram
+
             self.adapters[telegram.NAME] = telegram.TelegramPlatform(cfg.platforms.telegram, self, self)
         if cfg.platforms.local.enabled:
             local_path = Path(cfg.platforms.local.socket or runtime_dir / "local.sock")
@@ -421,5 +428,6 @@ class Service:
 
 
 def _router(cfg: config.Config) -> Router:
-    return Router(((r.match, r.agent, r.allowed_users) for r in cfg.routes), cfg.daemon.default_agent)
+    return Router(((r.match, r.agent, r.allowed_users, r.require_mention) for r in cfg.routes),
+                  cfg.daemon.default_agent)
 

@@ -8,6 +8,7 @@ in the order the worker produced them.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 from anyio.abc import TaskStatus
@@ -31,6 +32,22 @@ class Inbox(Protocol):
         """Queue this conversation's undelivered replies for `deliver` again (a client
         came back to it)."""
         ...
+
+
+class Directory(Protocol):
+    """What a bot adapter looks up about agents: where a conversation goes, where the
+    agent's files are (attachments in and out)."""
+
+    def route(self, session_key: str) -> Route: ...
+
+    def workspace_of(self, agent: str) -> Path | None: ...
+
+    def file_roots(self, agent: str) -> list[Path]: ...
+
+
+def permitted(user_id: int, allowed: object) -> bool:
+    """`allowed` is a list of user ids, or "*" (everyone, said explicitly)."""
+    return allowed == "*" or (isinstance(allowed, list) and user_id in allowed)
 
 
 class Adapter(Protocol):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -33,11 +33,10 @@ from telegram.warnings import PTBUserWarning
 
 from hermesd import attachments, log
 from hermesd.config import ConfigError, TelegramConfig
-from hermesd.platforms import Inbox
+from hermesd.platforms import Directory, Inbox, permitted
 from hermesd.platforms import telegram_updates as updates
 from hermesd.platforms.formatting import render
 from hermesd.ratelimit import FloodGate
-from hermesd.routing import Route
 from hermesd.spool import Incoming, Outgoing
 
 NAME = "telegram"
@@ -54,14 +53,6 @@ PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp"}
 warnings.filterwarnings("ignore", category=PTBUserWarning)  # raw getUpdates is deliberate
 
 
-class Router(Protocol):
-    def route(self, session_key: str) -> Route: ...
-
-    def workspace_of(self, agent: str) -> Path | None: ...
-
-    def file_roots(self, agent: str) -> list[Path]: ...
-
-
 def _seconds(value: Any) -> float:
     return float(value.total_seconds() if hasattr(value, "total_seconds") else value)
 
@@ -69,7 +60,7 @@ def _seconds(value: Any) -> float:
 class TelegramPlatform:
     name = NAME
 
-    def __init__(self, settings: TelegramConfig, inbox: Inbox, router: Router) -> None:
+    def __init__(self, settings: TelegramConfig, inbox: Inbox, router: Directory) -> None:
         self._settings = settings
         self._inbox = inbox
         self._router = router
@@ -191,7 +182,7 @@ class TelegramPlatform:
             return
         route = self._router.route(key)
         allowed = route.allowed_users if route.allowed_users is not None else self._settings.allowed_users
-        if not updates.permitted(message.from_user.id, allowed):
+        if not permitted(message.from_user.id, allowed):
             await self._refuse(message, key)
             return
         text = message.text or message.caption or ""

@@ -49,10 +49,5 @@ def addressed(message: Message, bot_id: int, bot_username: str) -> bool:
     return bool(replied and replied.from_user and replied.from_user.id == bot_id)
 
 
-def permitted(user_id: int, allowed: object) -> bool:
-    """`allowed` is a list of user ids, or "*" (everyone, said explicitly)."""
-    return allowed == "*" or (isinstance(allowed, list) and user_id in allowed)
-
-
 def is_private(session_key: str) -> bool:
     return session_key.startswith("telegram:dm:")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from telegram import Bot, Message, Update
 
-from hermesd.platforms.telegram_updates import addressed, destination, permitted, session_key
+from hermesd.platforms import permitted
+from hermesd.platforms.telegram_updates import addressed, destination, session_key
 
 BOT_ID, BOT = 777, "hermes_bot"
 _bot = Bot("777:TOKEN")

@@ -1,0 +1,242 @@
+"""Discord: one gateway connection for every agent.
+
+discord.py's `Client` owns the connection (identify, heartbeats, resume and reconnect);
+this adapter turns its messages into spooled ones and sends replies back in the same
+channel, thread or DM.  Message ids make a message replayed after a resume harmless.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import discord
+import yarl
+from anyio.abc import TaskGroup, TaskStatus
+
+from hermesd import attachments, log
+from hermesd.config import ConfigError, DiscordConfig
+from hermesd.platforms import Directory, Inbox, permitted
+from hermesd.platforms.formatting import split, utf16_len
+from hermesd.spool import Incoming, Outgoing
+
+NAME = "discord"
+MAX_CHARS = 2000
+MAX_DOWNLOAD = 25 * 1024 * 1024
+TYPING_EVERY = 8.0  # Discord shows "typing…" for 10 s
+TYPING_AT_MOST = 120.0
+
+
+def session_key(message: discord.Message, channel_sessions: str) -> str:
+    """DESIGN §4; a thread's key names its parent channel, so routing can fall back to it."""
+    author = message.author.id
+    if message.guild is None:
+        return f"discord:dm:{author}"
+    channel = message.channel
+    if isinstance(channel, discord.Thread):
+        return f"discord:thread:{message.guild.id}:{channel.parent_id}:{channel.id}"
+    base = f"discord:channel:{message.guild.id}:{channel.id}"
+    return base if channel_sessions == "shared" else f"{base}:{author}"
+
+
+def destination(session_key: str) -> tuple[str, int]:
+    """("dm", user id) or ("channel", channel or thread id) that replies go to."""
+    parts = session_key.split(":")
+    if parts[1] == "dm":
+        return "dm", int(parts[2])
+    return "channel", int(parts[4] if parts[1] == "thread" else parts[3])
+
+
+class DiscordPlatform:
+    name = NAME
+
+    def __init__(self, settings: DiscordConfig, inbox: Inbox, router: Directory) -> None:
+        self._settings = settings
+        self._inbox = inbox
+        self._router = router
+        intents = discord.Intents.none()
+        intents.guilds = intents.guild_messages = intents.dm_messages = intents.message_content = True
+        intents.members = bool(settings.allowed_roles)  # roles of message authors
+        self._client = discord.Client(intents=intents)
+        self._client.event(self.on_message)
+        self._client.event(self.on_ready)
+        self._client.event(self.on_disconnect)
+        self._state, self._error = "starting", ""
+        self._intake_open = True
+        self._typing: dict[str, anyio.CancelScope] = {}
+        self._tasks: TaskGroup | None = None
+
+    def status(self) -> dict[str, object]:
+        return {"state": self._state, "error": self._error}
+
+    def close_intake(self) -> None:
+        self._intake_open = False
+
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        try:
+            token = self._settings.read_token()
+        except ConfigError as exc:
+            self._state, self._error = "no token", str(exc)
+            log.error("discord_disabled", error=str(exc))
+            task_status.started()
+            return
+        log.add_secret(token)
+        if self._settings.api_base:  # tests, or a proxy: both are class-wide in discord.py
+            discord.http.Route.BASE = self._settings.api_base.rstrip("/")
+        if self._settings.gateway_url:
+            discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self._settings.gateway_url)
+        task_status.started()
+        async with anyio.create_task_group() as self._tasks:
+            try:
+                await self._run(token)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._client.close()
+
+    async def _run(self, token: str) -> None:
+        delay = 5.0
+        while True:
+            try:
+                self._state = "connecting"
+                await self._client.login(token)
+                await self._client.connect(reconnect=True)
+                return
+            except discord.LoginFailure as exc:
+                self._state, self._error = "token rejected", str(exc)
+                delay = 300.0  # a revoked token will not heal by itself soon
+            except (discord.HTTPException, discord.GatewayNotFound, discord.ConnectionClosed, OSError) as exc:
+                self._state, self._error = "retrying", f"{type(exc).__name__}: {exc}"
+            log.warning("discord_connect_failed", error=self._error, retry_in=f"{delay:.0f}")
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 300.0)
+
+    async def on_ready(self) -> None:
+        self._state, self._error = "ready", ""
+        log.info("discord_ready", user=str(self._client.user), guilds=len(self._client.guilds))
+
+    async def on_disconnect(self) -> None:
+        self._state = "reconnecting"
+
+    # ---------------------------------------------------------------- messages in
+
+    async def on_message(self, message: discord.Message) -> None:
+        me = self._client.user
+        if me is None or message.author.bot or not self._intake_open:
+            return
+        settings = self._settings
+        if message.guild is not None and settings.allowed_guilds and \
+                message.guild.id not in settings.allowed_guilds:
+            return
+        key = session_key(message, settings.channel_sessions)
+        route = self._router.route(key)
+        mention_needed = settings.require_mention if route.require_mention is None else route.require_mention
+        if message.guild is not None and mention_needed and not self._addressed(message, me.id):
+            return
+        allowed = route.allowed_users if route.allowed_users is not None else settings.allowed_users
+        if not (permitted(message.author.id, allowed) or self._has_role(message)):
+            log.info("discord_user_refused", user=message.author.id, session=key)
+            return
+        text = message.content.replace(f"<@{me.id}>", "").replace(f"<@!{me.id}>", "").strip()
+        for path in await self._download(message, route.agent):
+            text += f"\n[attached file: {path}]"
+        if not text.strip():
+            return
+        self._inbox.receive(Incoming(
+            platform=NAME, external_id=str(message.id), session_key=key, text=text,
+            sender=str(message.author.id),
+        ))  # fmt: skip
+
+    @staticmethod
+    def _addressed(message: discord.Message, bot_id: int) -> bool:
+        if any(user.id == bot_id for user in message.mentions):
+            return True
+        resolved = message.reference.resolved if message.reference else None
+        return isinstance(resolved, discord.Message) and resolved.author.id == bot_id
+
+    def _has_role(self, message: discord.Message) -> bool:
+        roles = getattr(message.author, "roles", ())
+        return any(role.id in self._settings.allowed_roles for role in roles)
+
+    async def _download(self, message: discord.Message, agent: str | None) -> list[str]:
+        workspace = self._router.workspace_of(agent) if agent else None
+        if workspace is None:
+            return []
+        saved = []
+        for attachment in message.attachments:
+            relative = f"inbox/{message.channel.id}-{message.id}-{Path(attachment.filename).name}"
+            if attachment.size > MAX_DOWNLOAD:
+                saved.append(f"{relative} (not downloaded: over {MAX_DOWNLOAD // 2**20} MB)")
+                continue
+            target = workspace / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                await attachment.save(target)
+                saved.append(relative)
+            except (discord.HTTPException, OSError) as exc:
+                log.warning("discord_download_failed", file=attachment.filename, error=str(exc))
+                saved.append(f"{relative} (download failed)")
+        return saved
+
+    # ---------------------------------------------------------------- replies out
+
+    async def _channel(self, session_key: str) -> Any:
+        kind, target = destination(session_key)
+        if kind == "dm":
+            user = self._client.get_user(target) or await self._client.fetch_user(target)
+            return user.dm_channel or await user.create_dm()
+        return self._client.get_channel(target) or await self._client.fetch_channel(target)
+
+    async def deliver(self, reply: Outgoing) -> bool:
+        """Chunks of at most 2,000 characters, then the files.  discord.py waits out 429s;
+        a channel that is gone or forbidden will not come back, so that reply is dropped."""
+        await self._client.wait_until_ready()
+        delay = 1.0
+        while True:
+            try:
+                channel = await self._channel(reply.session_key)
+                for chunk in split(reply.text, MAX_CHARS, measure=utf16_len) if reply.text.strip() else []:
+                    await channel.send(chunk)
+                for path in reply.files:
+                    await self._send_file(channel, path, reply.agent)
+                return True
+            except (discord.Forbidden, discord.NotFound) as exc:
+                log.error("discord_undeliverable", agent=reply.agent, session=reply.session_key, error=str(exc))
+                return True
+            except (discord.HTTPException, OSError) as exc:
+                log.warning("discord_send_failed", agent=reply.agent, session=reply.session_key,
+                            error=str(exc), retry_in=f"{delay:.0f}")
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+
+    async def _send_file(self, channel: Any, path: str, agent: str) -> None:
+        try:
+            file = attachments.open_checked(path, self._router.file_roots(agent))
+        except (OSError, attachments.Refused) as exc:
+            log.warning("file_not_sent", agent=agent, file=path, reason=str(exc))
+            return
+        with file:
+            await channel.send(file=discord.File(file, filename=Path(path).name))
+
+    async def finished(self, msg_id: int, session_key: str, error: str | None) -> None:
+        scope = self._typing.pop(session_key, None)
+        if scope is not None:
+            scope.cancel()
+
+    def typing(self, session_key: str) -> None:
+        if self._tasks is None or session_key in self._typing or not self._client.is_ready():
+            return
+        scope = self._typing[session_key] = anyio.CancelScope(deadline=anyio.current_time() + TYPING_AT_MOST)
+        self._tasks.start_soon(self._keep_typing, session_key, scope)
+
+    async def _keep_typing(self, session_key: str, scope: anyio.CancelScope) -> None:
+        with scope:
+            try:
+                channel = await self._channel(session_key)
+                while True:
+                    await channel.typing()
+                    await anyio.sleep(TYPING_EVERY)
+            except (discord.HTTPException, OSError):
+                pass  # only a courtesy
+        if self._typing.get(session_key) is scope:
+            del self._typing[session_key]
