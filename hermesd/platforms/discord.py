@@ -19,13 +19,12 @@ from hermesd import attachments, log
 from hermesd.config import ConfigError, DiscordConfig
 from hermesd.platforms import Directory, Inbox, permitted
 from hermesd.platforms.formatting import split, utf16_len
+from hermesd.platforms.typing_indicator import TypingIndicator
 from hermesd.spool import Incoming, Outgoing
 
 NAME = "discord"
 MAX_CHARS = 2000
 MAX_DOWNLOAD = 25 * 1024 * 1024
-TYPING_EVERY = 8.0  # Discord shows "typing…" for 10 s
-TYPING_AT_MOST = 120.0
 
 
 def session_key(message: discord.Message, channel_sessions: str) -> str:
@@ -64,7 +63,7 @@ class DiscordPlatform:
         self._client.event(self.on_disconnect)
         self._state, self._error = "starting", ""
         self._intake_open = True
-        self._typing: dict[str, anyio.CancelScope] = {}
+        self._typing = TypingIndicator(self._send_typing, every=8.0)  # Discord's lasts 10 s
         self._tasks: TaskGroup | None = None
 
     def status(self) -> dict[str, object]:
@@ -219,24 +218,12 @@ class DiscordPlatform:
             await channel.send(file=discord.File(file, filename=Path(path).name))
 
     async def finished(self, msg_id: int, session_key: str, error: str | None) -> None:
-        scope = self._typing.pop(session_key, None)
-        if scope is not None:
-            scope.cancel()
+        self._typing.stop(session_key)
 
     def typing(self, session_key: str) -> None:
-        if self._tasks is None or session_key in self._typing or not self._client.is_ready():
-            return
-        scope = self._typing[session_key] = anyio.CancelScope(deadline=anyio.current_time() + TYPING_AT_MOST)
-        self._tasks.start_soon(self._keep_typing, session_key, scope)
+        if self._tasks is not None and self._client.is_ready():
+            self._typing.start(self._tasks, session_key)
 
-    async def _keep_typing(self, session_key: str, scope: anyio.CancelScope) -> None:
-        with scope:
-            try:
-                channel = await self._channel(session_key)
-                while True:
-                    await channel.typing()
-                    await anyio.sleep(TYPING_EVERY)
-            except (discord.HTTPException, OSError):
-                pass  # only a courtesy
-        if self._typing.get(session_key) is scope:
-            del self._typing[session_key]
+    async def _send_typing(self, session_key: str) -> None:
+        channel = await self._channel(session_key)
+        await channel.typing()

@@ -36,6 +36,7 @@ from hermesd.config import ConfigError, TelegramConfig
 from hermesd.platforms import Directory, Inbox, permitted
 from hermesd.platforms import telegram_updates as updates
 from hermesd.platforms.formatting import render
+from hermesd.platforms.typing_indicator import TypingIndicator
 from hermesd.ratelimit import FloodGate
 from hermesd.spool import Incoming, Outgoing
 
@@ -46,8 +47,6 @@ COMMANDS = [("new", "start a fresh conversation"), ("reset", "same as /new"),
             ("status", "agent, model, session and token use"), ("help", "what I can do")]
 REFUSAL = "Sorry, this bot only talks to people it was set up for."
 REFUSAL_EVERY = 3600.0  # seconds: one polite refusal per unknown user per hour
-TYPING_EVERY = 4.0  # Telegram shows "typing…" for 5 s
-TYPING_AT_MOST = 120.0
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp"}
 
 warnings.filterwarnings("ignore", category=PTBUserWarning)  # raw getUpdates is deliberate
@@ -71,7 +70,7 @@ class TelegramPlatform:
         self._state = "starting"
         self._error = ""
         self._refused: dict[int, float] = {}
-        self._typing: dict[str, anyio.CancelScope] = {}
+        self._typing = TypingIndicator(self._send_typing, every=4.0)  # Telegram's lasts 5 s
         self._tasks: TaskGroup | None = None
 
     # ---------------------------------------------------------------- lifecycle
@@ -232,9 +231,7 @@ class TelegramPlatform:
         return await self._send(reply.session_key, reply.agent, chunks, reply.files)
 
     async def finished(self, msg_id: int, session_key: str, error: str | None) -> None:
-        scope = self._typing.pop(session_key, None)
-        if scope is not None:
-            scope.cancel()
+        self._typing.stop(session_key)
 
     async def _send(
         self, session_key: str, agent: str, chunks: list[tuple[str, str]], files: tuple[str, ...] = ()
@@ -291,23 +288,11 @@ class TelegramPlatform:
             else:
                 await self._bot.send_document(chat, file, message_thread_id=thread, filename=name)
 
-    # ---------------------------------------------------------------- typing
-
     def typing(self, session_key: str) -> None:
-        if self._tasks is None or not self._ready.is_set() or session_key in self._typing:
-            return
-        scope = self._typing[session_key] = anyio.CancelScope(deadline=anyio.current_time() + TYPING_AT_MOST)
-        self._tasks.start_soon(self._keep_typing, session_key, scope)
+        if self._tasks is not None and self._ready.is_set():
+            self._typing.start(self._tasks, session_key)
 
-    async def _keep_typing(self, session_key: str, scope: anyio.CancelScope) -> None:
+    async def _send_typing(self, session_key: str) -> None:
         assert self._bot is not None
         chat, thread = updates.destination(session_key)
-        with scope:
-            while True:
-                try:
-                    await self._bot.send_chat_action(chat, ChatAction.TYPING, message_thread_id=thread)
-                except TelegramError:
-                    pass  # only a courtesy
-                await anyio.sleep(TYPING_EVERY)
-        if self._typing.get(session_key) is scope:
-            del self._typing[session_key]
+        await self._bot.send_chat_action(chat, ChatAction.TYPING, message_thread_id=thread)

@@ -248,3 +248,21 @@ def test_polling_recovers_from_conflict_and_server_errors(daemon: Daemon, fake: 
     wait_for(lambda: texts(fake, ALICE), timeout=20, what="answer after poll errors")
     assert texts(fake, ALICE) == ["a: after the storm"]
     assert daemon.status()["platforms"]["telegram"]["state"] == "polling"
+
+
+def test_typing_is_shown_while_the_agent_works(daemon: Daemon, fake: FakeTelegram) -> None:
+    start(daemon, fake, agents="""
+        [agents.a]
+        runtime = "echo"
+        echo_delay = 1.0
+        [agents.b]
+        runtime = "echo"
+        [agents.c]
+        runtime = "echo"
+        """)
+    fake.topic_message(FORUM, 10, ALICE, "think first", mention=True)
+    wait_for(lambda: texts(fake, FORUM), what="answer")
+    typing = fake.calls("sendChatAction")
+    assert typing and typing[0]["params"]["action"] == "typing"
+    assert int(typing[0]["params"]["message_thread_id"]) == 10
+    assert typing[0]["time"] < fake.sent("sendMessage")[0]["time"]
