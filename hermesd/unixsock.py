@@ -78,6 +78,7 @@ class FramedConnection:
         self._reader = protocol.FrameReader(max_frame=1024 * 1024)
         self._pending: list[Any] = []
         self._lock = anyio.Lock()
+        self._raw: socket.socket = stream.extra(SocketAttribute.raw_socket)
 
     async def receive(self) -> Any:
         """The next frame, or None at end of stream.  Raises ProtocolError on garbage."""
@@ -92,16 +93,37 @@ class FramedConnection:
 
     async def send(self, message: Any) -> bool:
         """False if the peer has gone.  A peer that stops reading is disconnected after
-        SEND_TIMEOUT: one stuck client must not hold up what is sent to the others."""
-        async with self._lock:
-            with anyio.move_on_after(SEND_TIMEOUT):
-                try:
-                    await self.stream.send(self._out.encode(message))
-                    return True
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-                    return False
-            await self.stream.aclose()  # a half-written frame: the stream is unusable
+        SEND_TIMEOUT: one stuck client must not hold up what is sent to the others.
+
+        Almost always the socket buffer has room: then one non-blocking send does it, with
+        no lock and no timeout scope (they cost more than the send itself)."""
+        data = self._out.encode(message)
+        if self._lock.locked():  # another frame is being written: queue behind it
+            async with self._lock:
+                return await self._send_rest(data)
+        try:
+            sent = self._raw.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
             return False
+        if sent == len(data):
+            return True
+        self._lock.acquire_nowait()  # no await since the check: no frame can interleave
+        try:
+            return await self._send_rest(data[sent:])
+        finally:
+            self._lock.release()
+
+    async def _send_rest(self, data: bytes) -> bool:
+        with anyio.move_on_after(SEND_TIMEOUT):
+            try:
+                await self.stream.send(data)
+                return True
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                return False
+        await self.stream.aclose()  # a half-written frame: the stream is unusable
+        return False
 
     async def refuse(self, answer: Any) -> None:
         """Answer a peer we will not serve.  Its first request is read first: closing a
