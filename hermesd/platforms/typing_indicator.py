@@ -1,5 +1,7 @@
 """"typing…" while an agent works: re-sent before the platform's indicator fades, until
-the message is finished or a ceiling is reached (a stuck turn should not type forever)."""
+the message is finished or a ceiling is reached (a stuck turn should not type forever).
+The first one waits a moment: a quick answer needs no indicator, and each one is an API
+call as expensive as the answer itself."""
 
 from __future__ import annotations
 
@@ -12,9 +14,11 @@ from hermesd import log
 
 
 class TypingIndicator:
-    def __init__(self, send: Callable[[str], Awaitable[None]], every: float, at_most: float = 120.0) -> None:
+    def __init__(self, send: Callable[[str], Awaitable[None]], every: float, at_most: float = 120.0,
+                 first_after: float = 1.0) -> None:
         self._send = send  # one indicator for a session key; failures are only logged
         self._every = every
+        self._first_after = first_after
         self._at_most = at_most
         self._scopes: dict[str, anyio.CancelScope] = {}
 
@@ -31,6 +35,7 @@ class TypingIndicator:
 
     async def _run(self, session_key: str, scope: anyio.CancelScope) -> None:
         with scope:
+            await anyio.sleep(self._first_after)
             while True:
                 try:
                     await self._send(session_key)

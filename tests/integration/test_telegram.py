@@ -254,7 +254,7 @@ def test_typing_is_shown_while_the_agent_works(daemon: Daemon, fake: FakeTelegra
     start(daemon, fake, agents="""
         [agents.a]
         runtime = "echo"
-        echo_delay = 1.0
+        echo_delay = 2.0
         [agents.b]
         runtime = "echo"
         [agents.c]
