@@ -425,7 +425,7 @@ async def run_scenario(scenario: Scenario, turns: int, warmup: int, workdir: Pat
                                        text=sentence(rng, 16))
             msg_id += 1
             start, cpu = time.perf_counter(), time.thread_time()
-            replies = [text async for text in runtime.turn(message)]
+            replies = [say.text async for say in runtime.turn(message)]
             elapsed, cpu = time.perf_counter() - start, time.thread_time() - cpu
             if replies != [REPLY]:
                 raise RuntimeError(f"turn {i} answered {replies!r}")
