@@ -63,6 +63,7 @@ class DiscordPlatform:
         self._client.event(self.on_disconnect)
         self._state, self._error = "starting", ""
         self._intake_open = True
+        self._dm_channels: dict[int, int] = {}  # user id -> DM channel id
         self._typing = TypingIndicator(self._send_typing, every=8.0)  # Discord's lasts 10 s
         self._tasks: TaskGroup | None = None
 
@@ -180,11 +181,14 @@ class DiscordPlatform:
     # ---------------------------------------------------------------- replies out
 
     async def _channel(self, session_key: str) -> Any:
+        """Something to send to; a partial one (an id, no fetch) when it is not cached."""
         kind, target = destination(session_key)
         if kind == "dm":
-            user = self._client.get_user(target) or await self._client.fetch_user(target)
-            return user.dm_channel or await user.create_dm()
-        return self._client.get_channel(target) or await self._client.fetch_channel(target)
+            if target not in self._dm_channels:
+                data = await self._client.http.start_private_message(target)
+                self._dm_channels[target] = int(data["id"])
+            target = self._dm_channels[target]
+        return self._client.get_channel(target) or self._client.get_partial_messageable(target)
 
     async def deliver(self, reply: Outgoing) -> bool:
         """Chunks of at most 2,000 characters, then the files.  discord.py waits out 429s;

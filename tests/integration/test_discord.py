@@ -1,0 +1,182 @@
+"""The Discord platform end to end: the real daemon, discord.py inside it, and a fake
+gateway + REST server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fakes.discord_server import FakeDiscord
+from tests.harness import Daemon, wait_for
+
+GUILD, GENERAL, HELP, THREAD_OWN, THREAD_INHERITS = 10, 101, 102, 201, 202
+ALICE, BOB, STRANGER = 501, 502, 599
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeDiscord]:
+    with FakeDiscord() as server:
+        server.add_guild(GUILD, channels=[(GENERAL, "general"), (HELP, "help")],
+                         threads=[(THREAD_OWN, GENERAL, "own"), (THREAD_INHERITS, GENERAL, "inherits")],
+                         members=[ALICE, BOB, STRANGER])
+        yield server
+
+
+def start(daemon: Daemon, fake: FakeDiscord, extra: str = "", agents: str = "", help_route: str = "") -> None:
+    token_file = daemon.root / "discord.token"
+    token_file.write_text(fake.token)
+    daemon.write_config(agents or """
+        [agents.a]
+        runtime = "echo"
+        [agents.b]
+        runtime = "echo"
+        [agents.c]
+        runtime = "echo"
+        """, extra=f"""
+        [platforms.discord]
+        token_file = "{token_file}"
+        api_base = "{fake.api_base}"
+        gateway_url = "{fake.gateway_url}"
+        allowed_users = [{ALICE}, {BOB}]
+        [[routes]]
+        match = "discord:channel:{GUILD}:{GENERAL}"
+        agent = "a"
+        [[routes]]
+        match = "discord:channel:{GUILD}:{HELP}"
+        agent = "b"
+        {help_route}
+        [[routes]]
+        match = "discord:thread:{GUILD}:{GENERAL}:{THREAD_OWN}"
+        agent = "c"
+        """ + extra, daemon='default_agent = "a"\n')
+    daemon.start()
+    fake.wait_identified(timeout=15)
+    wait_for(lambda: (daemon.status() or {}).get("platforms", {}).get("discord", {}).get("state") == "ready",
+             timeout=15, what="discord ready")
+
+
+def replies(fake: FakeDiscord, channel: int) -> list[str]:
+    return [s["content"] for s in fake.sent() if int(s["channel_id"]) == channel and s["content"]]
+
+
+def test_channels_and_threads_reach_their_agents(daemon: Daemon, fake: FakeDiscord) -> None:
+    start(daemon, fake)
+    fake.channel_message(GUILD, GENERAL, ALICE, "in general", mention_bot=True)
+    fake.channel_message(GUILD, HELP, ALICE, "in help", mention_bot=True)
+    fake.thread_message(GUILD, THREAD_OWN, ALICE, "in own thread", mention_bot=True)
+    fake.thread_message(GUILD, THREAD_INHERITS, ALICE, "in other thread", mention_bot=True)
+    wait_for(lambda: all(replies(fake, c) for c in (GENERAL, HELP, THREAD_OWN, THREAD_INHERITS)),
+             what="four answers")
+    assert replies(fake, GENERAL) == ["a: in general"]
+    assert replies(fake, HELP) == ["b: in help"]
+    assert replies(fake, THREAD_OWN) == ["c: in own thread"]
+    assert replies(fake, THREAD_INHERITS) == ["a: in other thread"]  # its parent channel's agent
+
+
+def test_direct_messages_from_allowed_users_only(daemon: Daemon, fake: FakeDiscord) -> None:
+    start(daemon, fake)
+    fake.dm(STRANGER, "let me in")
+    fake.dm(ALICE, "hello there")
+    wait_for(lambda: any(s["content"] == "a: hello there" for s in fake.sent()), what="DM answer")
+    time.sleep(0.3)
+    assert [s["content"] for s in fake.sent()] == ["a: hello there"]
+    assert "discord_user_refused" in daemon.log()
+
+
+def test_channels_need_a_mention_or_a_reply_unless_the_route_says_otherwise(
+    daemon: Daemon, fake: FakeDiscord
+) -> None:
+    start(daemon, fake, help_route="require_mention = false")
+    fake.channel_message(GUILD, GENERAL, ALICE, "talking among ourselves")
+    fake.channel_message(GUILD, GENERAL, ALICE, "answering you", reply_to_bot=True)
+    fake.channel_message(GUILD, HELP, BOB, "no mention needed here")
+    wait_for(lambda: replies(fake, GENERAL) and replies(fake, HELP), what="two answers")
+    time.sleep(0.3)
+    assert replies(fake, GENERAL) == ["a: answering you"]
+    assert replies(fake, HELP) == ["b: no mention needed here"]
+
+
+def test_long_reply_is_split_at_2000_characters(daemon: Daemon, fake: FakeDiscord) -> None:
+    start(daemon, fake)
+    words = " ".join(f"word{i:04d}" for i in range(500))  # ~4,500 characters
+    fake.channel_message(GUILD, GENERAL, ALICE, words, mention_bot=True)
+    wait_for(lambda: len(replies(fake, GENERAL)) == 3, what="three parts")
+    parts = replies(fake, GENERAL)
+    assert all(len(part) <= 2000 for part in parts)
+    assert " ".join(parts).split() == ("a: " + words).split()
+
+
+def test_rate_limited_send_is_retried(daemon: Daemon, fake: FakeDiscord) -> None:
+    start(daemon, fake)
+    fake.fail("POST", r"/channels/\d+/messages", status=429, retry_after=0.5)
+    fake.channel_message(GUILD, GENERAL, ALICE, "despite the limit", mention_bot=True)
+    wait_for(lambda: replies(fake, GENERAL), timeout=15, what="answer after 429")
+    assert replies(fake, GENERAL) == ["a: despite the limit"]
+    assert any(c["status"] == 429 for c in fake.calls())
+
+
+def test_gateway_resume_loses_no_message(daemon: Daemon, fake: FakeDiscord) -> None:
+    start(daemon, fake)
+    fake.disconnect()
+    fake.channel_message(GUILD, GENERAL, ALICE, "sent during the gap", mention_bot=True)
+    fake.wait_resumed(timeout=20)
+    wait_for(lambda: replies(fake, GENERAL), timeout=20, what="answer after resume")
+    assert replies(fake, GENERAL) == ["a: sent during the gap"]
+
+
+def test_parent_killed_after_spooling_answers_each_message_once(daemon: Daemon, fake: FakeDiscord) -> None:
+    import signal
+
+    start(daemon, fake, agents="""
+        [agents.a]
+        runtime = "echo"
+        echo_delay = 1.0
+        [agents.b]
+        runtime = "echo"
+        [agents.c]
+        runtime = "echo"
+        """)
+    for i in range(3):
+        fake.channel_message(GUILD, GENERAL, ALICE, f"crash {i}", mention_bot=True)
+    wait_for(lambda: daemon.agents()["a"]["queue"] == 3, what="three messages spooled")
+    assert daemon.process is not None
+    daemon.process.send_signal(signal.SIGKILL)
+    daemon.process.wait()
+    daemon.start()
+    wait_for(lambda: len(replies(fake, GENERAL)) >= 3, timeout=30, what="answers after restart")
+    time.sleep(1.5)  # a duplicate would show by now
+    assert sorted(replies(fake, GENERAL)) == [f"a: crash {i}" for i in range(3)]
+
+
+def test_attachments_in_and_files_out(daemon: Daemon, fake: FakeDiscord) -> None:
+    start(daemon, fake)
+    fake.channel_message(GUILD, GENERAL, ALICE, "look", mention_bot=True,
+                         attachments=[("notes.txt", b"meeting at noon")])
+    wait_for(lambda: replies(fake, GENERAL), what="answer with attachment")
+    assert "[attached file: inbox/" in replies(fake, GENERAL)[0]
+    saved = list((daemon.state_dir / "agents/a/inbox").glob("*notes.txt"))
+    assert len(saved) == 1 and saved[0].read_bytes() == b"meeting at noon"
+
+
+def test_files_an_agent_sends_are_uploaded(daemon: Daemon, fake: FakeDiscord) -> None:
+    from tests.fakes.openai_server import FakeOpenAI
+
+    with FakeOpenAI() as llm:
+        start(daemon, fake, agents=f"""
+            [agents.a]
+            runtime = "openai"
+            llm = {{ base_url = "{llm.url}", model = "m" }}
+            [agents.b]
+            runtime = "echo"
+            [agents.c]
+            runtime = "echo"
+            """)
+        (daemon.state_dir / "agents/a/summary.md").write_text("# Summary")
+        llm.script("m", {"tool_calls": [{"name": "send_file", "arguments": {"path": "summary.md"}}]},
+                   {"reply": "Attached."})
+        fake.channel_message(GUILD, GENERAL, ALICE, "summary please", mention_bot=True)
+        wait_for(lambda: any(s["files"] for s in fake.sent()), timeout=15, what="upload")
+    assert replies(fake, GENERAL) == ["Attached."]
+    assert [f for s in fake.sent() for f in s["files"]] == [("summary.md", b"# Summary")]
