@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import secrets
 import ssl
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import certifi
 import httpx
 import httpx._transports.default  # noqa: F401  (with httpcore and h11: loaded in the zygote)
@@ -269,3 +271,36 @@ def _convert(wire: _WireMessage) -> ChatMessage:
             calls.append(ToolCall(call.id or f"call_{secrets.token_hex(8)}", FunctionCall(
                 call.function.name, arguments), call.type or "function"))
     return ChatMessage(wire.role or "assistant", wire.content, calls)
+
+
+
+async def warm_up() -> None:
+    """One real request over loopback to a throw-away server, in the zygote: every worker
+    then shares what httpx, httpcore and h11 build and specialise on first use, instead of
+    each copying those pages at its first turn (about 2 MiB per worker)."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    spec = LLMSpec(base_url=f"http://127.0.0.1:{port}/v1", model="warm-up")
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as task_group:  # serve() closes the listener
+            task_group.start_soon(listener.serve, _answer_once)
+            async with LLMClient(spec, max_retries=0) as client:
+                await client.complete([ChatMessage(role="user", content="hi")])
+            task_group.cancel_scope.cancel()
+
+
+_WARM_BODY = b'{"choices": [{"message": {"role": "assistant", "content": "ok"}}]}'
+
+
+async def _answer_once(stream: anyio.abc.SocketStream) -> None:
+    """Just enough HTTP/1.1 for `warm_up`: read one request, send one JSON answer."""
+    async with stream:
+        request = b""
+        while b"\r\n\r\n" not in request:
+            request += await stream.receive()
+        head, _, body = request.partition(b"\r\n\r\n")
+        length = re.search(rb"content-length: *(\d+)", head, re.I)
+        while length and len(body) < int(length[1]):
+            body += await stream.receive()
+        await stream.send(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: %d\r\n\r\n%s" % (len(_WARM_BODY), _WARM_BODY))

@@ -9,6 +9,7 @@ import math
 import os
 import signal
 import socket
+import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from setproctitle import setproctitle
 
 from hermesd import protocol
-from workers import runtimes, sandbox
+from workers import llm, runtimes, sandbox
 from workers.agent import Agent
 from workers.bridge import Parent
 from workers.cron import Scheduler
@@ -189,3 +190,7 @@ def warm_up() -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         with parent:
             anyio.run(both, parent, child, spec)
+    try:
+        anyio.run(llm.warm_up)
+    except Exception as exc:  # an optimisation only: workers just share less memory
+        print(f"hermesd: zygote warm-up of the LLM client skipped: {exc}", file=sys.stderr)
