@@ -54,18 +54,24 @@ class DiscordPlatform:
         self._settings = settings
         self._inbox = inbox
         self._router = router
-        intents = discord.Intents.none()
-        intents.guilds = intents.guild_messages = intents.dm_messages = intents.message_content = True
-        intents.members = bool(settings.allowed_roles)  # roles of message authors
-        self._client = discord.Client(intents=intents)
-        self._client.event(self.on_message)
-        self._client.event(self.on_ready)
-        self._client.event(self.on_disconnect)
+        self._client = self._new_client()
+        self._connected = anyio.Event()
         self._state, self._error = "starting", ""
         self._intake_open = True
         self._dm_channels: dict[int, int] = {}  # user id -> DM channel id
         self._typing = TypingIndicator(self._send_typing, every=8.0)  # Discord's lasts 10 s
         self._tasks: TaskGroup | None = None
+
+    def _new_client(self) -> discord.Client:
+        """A fresh client per connection attempt: discord.py cannot log in again with a
+        client it has closed (after a revoked token or missing intents)."""
+        intents = discord.Intents.none()
+        intents.guilds = intents.guild_messages = intents.dm_messages = intents.message_content = True
+        intents.members = bool(self._settings.allowed_roles)  # roles of message authors
+        client = discord.Client(intents=intents)
+        for handler in (self.on_message, self.on_ready, self.on_resumed, self.on_disconnect):
+            client.event(handler)
+        return client
 
     def status(self) -> dict[str, object]:
         return {"state": self._state, "error": self._error}
@@ -94,26 +100,39 @@ class DiscordPlatform:
                 with anyio.CancelScope(shield=True):
                     await self._client.close()
 
+
     async def _run(self, token: str) -> None:
+        """Connect, and again after whatever discord.py gives up on; it handles resumes and
+        ordinary reconnects itself."""
         delay = 5.0
         while True:
             try:
                 self._state = "connecting"
                 await self._client.login(token)
                 await self._client.connect(reconnect=True)
-                return
+                self._state, self._error = "retrying", "the gateway connection ended"
             except discord.LoginFailure as exc:
                 self._state, self._error = "token rejected", str(exc)
                 delay = 300.0  # a revoked token will not heal by itself soon
-            except (discord.HTTPException, discord.GatewayNotFound, discord.ConnectionClosed, OSError) as exc:
+            except discord.PrivilegedIntentsRequired as exc:
+                self._state, self._error = "intents missing", str(exc)
+                delay = 300.0  # needs a change in the developer portal
+            except (discord.DiscordException, OSError, RuntimeError) as exc:
                 self._state, self._error = "retrying", f"{type(exc).__name__}: {exc}"
             log.warning("discord_connect_failed", error=self._error, retry_in=f"{delay:.0f}")
+            with anyio.CancelScope(shield=True):
+                await self._client.close()
             await anyio.sleep(delay)
             delay = min(delay * 2, 300.0)
+            self._client = self._new_client()
 
     async def on_ready(self) -> None:
         self._state, self._error = "ready", ""
+        self._connected.set()
         log.info("discord_ready", user=str(self._client.user), guilds=len(self._client.guilds))
+
+    async def on_resumed(self) -> None:
+        self._state, self._error = "ready", ""
 
     async def on_disconnect(self) -> None:
         self._state = "reconnecting"
@@ -191,26 +210,37 @@ class DiscordPlatform:
         return self._client.get_channel(target) or self._client.get_partial_messageable(target)
 
     async def deliver(self, reply: Outgoing) -> bool:
-        """Chunks of at most 2,000 characters, then the files.  discord.py waits out 429s;
-        a channel that is gone or forbidden will not come back, so that reply is dropped."""
-        await self._client.wait_until_ready()
-        delay = 1.0
-        while True:
+        """Parts of at most 2,000 characters, then the files.  discord.py waits out 429s;
+        after another failure the reply goes on from the part that failed.  A channel that
+        is gone or forbidden will not come back, so that reply is dropped; so is a file the
+        server refuses as too large (413)."""
+        await self._connected.wait()
+        texts = split(reply.text, MAX_CHARS, measure=utf16_len) if reply.text.strip() else []
+        parts = [(False, text) for text in texts] + [(True, path) for path in reply.files]
+        done, delay = 0, 1.0
+        while done < len(parts):
             try:
                 channel = await self._channel(reply.session_key)
-                for chunk in split(reply.text, MAX_CHARS, measure=utf16_len) if reply.text.strip() else []:
-                    await channel.send(chunk)
-                for path in reply.files:
-                    await self._send_file(channel, path, reply.agent)
-                return True
+                for is_file, part in parts[done:]:
+                    if is_file:
+                        await self._send_file(channel, part, reply.agent)
+                    else:
+                        await channel.send(part)
+                    done += 1
             except (discord.Forbidden, discord.NotFound) as exc:
                 log.error("discord_undeliverable", agent=reply.agent, session=reply.session_key, error=str(exc))
                 return True
             except (discord.HTTPException, OSError) as exc:
+                if isinstance(exc, discord.HTTPException) and exc.status == 413:
+                    log.error("discord_undeliverable", agent=reply.agent, session=reply.session_key,
+                              error=f"part {done + 1} too large: {exc}")
+                    done += 1
+                    continue
                 log.warning("discord_send_failed", agent=reply.agent, session=reply.session_key,
                             error=str(exc), retry_in=f"{delay:.0f}")
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 60.0)
+        return True
 
     async def _send_file(self, channel: Any, path: str, agent: str) -> None:
         try:
@@ -225,7 +255,7 @@ class DiscordPlatform:
         self._typing.stop(session_key)
 
     def typing(self, session_key: str) -> None:
-        if self._tasks is not None and self._client.is_ready():
+        if self._tasks is not None and self._connected.is_set():
             self._typing.start(self._tasks, session_key)
 
     async def _send_typing(self, session_key: str) -> None:

@@ -124,6 +124,7 @@ def test_gateway_resume_loses_no_message(daemon: Daemon, fake: FakeDiscord) -> N
     fake.wait_resumed(timeout=20)
     wait_for(lambda: replies(fake, GENERAL), timeout=20, what="answer after resume")
     assert replies(fake, GENERAL) == ["a: sent during the gap"]
+    assert daemon.status()["platforms"]["discord"]["state"] == "ready"
 
 
 def test_parent_killed_after_spooling_answers_each_message_once(daemon: Daemon, fake: FakeDiscord) -> None:
@@ -180,3 +181,20 @@ def test_files_an_agent_sends_are_uploaded(daemon: Daemon, fake: FakeDiscord) ->
         wait_for(lambda: any(s["files"] for s in fake.sent()), timeout=15, what="upload")
     assert replies(fake, GENERAL) == ["Attached."]
     assert [f for s in fake.sent() for f in s["files"]] == [("summary.md", b"# Summary")]
+
+
+def test_rejected_token_is_shown_and_the_daemon_carries_on(daemon: Daemon, fake: FakeDiscord) -> None:
+    token_file = daemon.root / "discord.token"
+    token_file.write_text("not-the-token")
+    daemon.write_config('[agents.a]\nruntime = "echo"\n', extra=f"""
+        [platforms.discord]
+        token_file = "{token_file}"
+        api_base = "{fake.api_base}"
+        gateway_url = "{fake.gateway_url}"
+        allowed_users = "*"
+        """)
+    daemon.start()
+    wait_for(lambda: (daemon.status() or {}).get("platforms", {}).get("discord", {}).get("state")
+             == "token rejected", timeout=15, what="token rejected in status")
+    assert daemon.send("local:x", "still here", "--agent", "a") == "a: still here\n"
+    assert "not-the-token" not in daemon.log()
