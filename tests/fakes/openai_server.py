@@ -16,8 +16,13 @@ import threading
 import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+try:
+    from tests.fakes._threaded import ThreadedServer
+except ModuleNotFoundError:  # run by hand as a script: this directory is on sys.path
+    from _threaded import ThreadedServer  # type: ignore[no-redef]
 
 Step = dict[str, Any]
 MODELS = ("fake-model", "fake-model-2")  # what GET /v1/models lists; any model name is accepted
@@ -190,38 +195,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, self.server.state.completion(body, step))
 
 
-class FakeOpenAI:
+class FakeOpenAI(ThreadedServer):
     """The fake server in a background thread; ``start()`` returns the ``/v1`` base URL."""
 
     def __init__(self, port: int = 0) -> None:
         self.port, self.url = port, ""  # url becomes "http://127.0.0.1:PORT/v1" once started
         self.state = _State()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     def start(self) -> str:
-        self._server = _Server(("127.0.0.1", self.port), _Handler)
-        self._server.state = self.state
-        self.port = self._server.server_address[1]
+        server = _Server(("127.0.0.1", self.port), _Handler)
+        server.state = self.state
+        self.port = self._run(server, "fake-openai")
         self.url = f"http://127.0.0.1:{self.port}/v1"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-openai", daemon=True,
-                                        args=(0.05,))  # short poll so stop() is quick, unlike 0.5 s
-        self._thread.start()
         return self.url
-
-    def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join()
-            self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # Shortcuts to what /_script, /_requests and /_reset do, for in-process tests.
     def script(self, model: str, *steps: Step) -> None:

@@ -24,8 +24,13 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+try:
+    from tests.fakes._threaded import ThreadedServer
+except ModuleNotFoundError:  # run by hand as a script: this directory is on sys.path
+    from _threaded import ThreadedServer  # type: ignore[no-redef]
 
 Json = dict[str, Any]
 TOKEN = "123456789:TEST-fake-token"  # the digits before ":" are the bot's user id, as on Telegram
@@ -71,7 +76,7 @@ def _check_html(text: Any, parse_mode: Any) -> None:
                                 f"at byte offset {len(text[:m.start()].encode())}")
 
 
-class FakeTelegram:
+class FakeTelegram(ThreadedServer):
     """The fake's state and its server thread; the admin endpoints call the same public methods.
 
     One condition guards all state, since handlers run on many threads; it is notified when
@@ -82,33 +87,14 @@ class FakeTelegram:
         self.tokens = list(tokens)
         self.token, self.port, self.url, self.file_url = self.tokens[0], port, "", ""  # URLs set by start()
         self.cond = threading.Condition()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self.reset()
 
     def start(self) -> str:
-        self._server = _Server(("127.0.0.1", self.port), _Handler)
-        self._server.fake = self
-        self.port = self._server.server_address[1]
+        server = _Server(("127.0.0.1", self.port), _Handler)
+        server.fake = self
+        self.port = self._run(server, "fake-telegram")
         self.url, self.file_url = f"http://127.0.0.1:{self.port}/bot", f"http://127.0.0.1:{self.port}/file/bot"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-telegram", daemon=True,
-                                        args=(0.05,))  # short poll so stop() is quick, unlike 0.5 s
-        self._thread.start()
         return self.url
-
-    def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join()
-            self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def reset(self) -> None:
         with self.cond:
