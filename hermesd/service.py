@@ -335,19 +335,32 @@ class Service:
         """The only place replies leave: in order, each marked delivered (and its message
         acked when it was the last) once the adapter has it."""
         queue = self._conversations[key]
+        delay = 1.0
         try:
             while queue:
-                item = queue[0]
-                if isinstance(item, Finished):
-                    await adapter.finished(item.msg_id, item.session_key, item.error)
-                else:
-                    if isinstance(item, Resend):
-                        item = None if self.spool.is_delivered(item.reply) else item.reply
-                    if item is not None and await adapter.deliver(item) and self.spool.delivered(item):
-                        await adapter.finished(item.msg_id, item.session_key, None)
+                try:
+                    await self._deliver_item(adapter, queue[0])
+                except Exception as exc:  # an adapter's bug must not end the daemon or lose the reply
+                    log.error("delivery_failed", platform=key[0], session=key[1],
+                              error=f"{type(exc).__name__}: {exc}", retry_in=f"{delay:.0f}")
+                    await anyio.sleep(delay)
+                    delay = min(delay * 2, 60.0)
+                    continue
                 queue.popleft()
+                delay = 1.0
         finally:
             del self._conversations[key]
+
+    async def _deliver_item(self, adapter: Adapter, item: Outbound) -> None:
+        if isinstance(item, Finished):
+            await adapter.finished(item.msg_id, item.session_key, item.error)
+            return
+        if isinstance(item, Resend):
+            if self.spool.is_delivered(item.reply):
+                return
+            item = item.reply
+        if await adapter.deliver(item) and self.spool.delivered(item):
+            await adapter.finished(item.msg_id, item.session_key, None)
 
     def on_typing(self, slot: Slot, typing: protocol.Typing) -> None:
         for message in slot.inflight.values():

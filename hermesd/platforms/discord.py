@@ -120,6 +120,7 @@ class DiscordPlatform:
             except (discord.DiscordException, OSError, RuntimeError) as exc:
                 self._state, self._error = "retrying", f"{type(exc).__name__}: {exc}"
             log.warning("discord_connect_failed", error=self._error, retry_in=f"{delay:.0f}")
+            self._connected = anyio.Event()  # replies wait for the next client
             with anyio.CancelScope(shield=True):
                 await self._client.close()
             await anyio.sleep(delay)
@@ -214,11 +215,11 @@ class DiscordPlatform:
         after another failure the reply goes on from the part that failed.  A channel that
         is gone or forbidden will not come back, so that reply is dropped; so is a file the
         server refuses as too large (413)."""
-        await self._connected.wait()
         texts = split(reply.text, MAX_CHARS, measure=utf16_len) if reply.text.strip() else []
         parts = [(False, text) for text in texts] + [(True, path) for path in reply.files]
         done, delay = 0, 1.0
         while done < len(parts):
+            await self._connected.wait()
             try:
                 channel = await self._channel(reply.session_key)
                 for is_file, part in parts[done:]:
@@ -230,7 +231,7 @@ class DiscordPlatform:
             except (discord.Forbidden, discord.NotFound) as exc:
                 log.error("discord_undeliverable", agent=reply.agent, session=reply.session_key, error=str(exc))
                 return True
-            except (discord.HTTPException, OSError) as exc:
+            except (discord.DiscordException, OSError, RuntimeError) as exc:  # RuntimeError: a closed session
                 if isinstance(exc, discord.HTTPException) and exc.status == 413:
                     log.error("discord_undeliverable", agent=reply.agent, session=reply.session_key,
                               error=f"part {done + 1} too large: {exc}")

@@ -198,3 +198,24 @@ def test_rejected_token_is_shown_and_the_daemon_carries_on(daemon: Daemon, fake:
              == "token rejected", timeout=15, what="token rejected in status")
     assert daemon.send("local:x", "still here", "--agent", "a") == "a: still here\n"
     assert "not-the-token" not in daemon.log()
+
+
+def test_reply_waits_out_a_closed_session_and_is_delivered(daemon: Daemon, fake: FakeDiscord) -> None:
+    """A close discord.py does not reconnect after (4004) ends its client; hermesd makes a
+    new one, and the reply that was being worked on meanwhile still arrives."""
+    start(daemon, fake, agents="""
+        [agents.a]
+        runtime = "echo"
+        echo_delay = 1.0
+        [agents.b]
+        runtime = "echo"
+        [agents.c]
+        runtime = "echo"
+        """)
+    fake.channel_message(GUILD, GENERAL, ALICE, "through the storm", mention_bot=True)
+    time.sleep(0.2)
+    fake.disconnect(4004)
+    wait_for(lambda: replies(fake, GENERAL), timeout=30, what="reply after a new session")
+    assert replies(fake, GENERAL) == ["a: through the storm"]
+    assert daemon.process is not None and daemon.process.poll() is None
+    assert fake.identified >= 2
