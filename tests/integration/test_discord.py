@@ -24,7 +24,8 @@ def fake() -> Iterator[FakeDiscord]:
         yield server
 
 
-def start(daemon: Daemon, fake: FakeDiscord, extra: str = "", agents: str = "", help_route: str = "") -> None:
+def start(daemon: Daemon, fake: FakeDiscord, extra: str = "", agents: str = "", help_route: str = "",
+          platform: str = "") -> None:
     token_file = daemon.root / "discord.token"
     token_file.write_text(fake.token)
     daemon.write_config(agents or """
@@ -40,6 +41,7 @@ def start(daemon: Daemon, fake: FakeDiscord, extra: str = "", agents: str = "", 
         api_base = "{fake.api_base}"
         gateway_url = "{fake.gateway_url}"
         allowed_users = [{ALICE}, {BOB}]
+        {platform}
         [[routes]]
         match = "discord:channel:{GUILD}:{GENERAL}"
         agent = "a"
@@ -219,3 +221,21 @@ def test_reply_waits_out_a_closed_session_and_is_delivered(daemon: Daemon, fake:
     assert replies(fake, GENERAL) == ["a: through the storm"]
     assert daemon.process is not None and daemon.process.poll() is None
     assert fake.identified >= 2
+
+
+def test_role_holders_may_talk_and_typing_is_shown(daemon: Daemon, fake: FakeDiscord) -> None:
+    helper_role = 9001
+    fake.add_guild(GUILD + 1, channels=[(301, "staff")], members=[STRANGER], roles={helper_role: [STRANGER]})
+    start(daemon, fake, platform=f"allowed_roles = [{helper_role}]", agents="""
+        [agents.a]
+        runtime = "echo"
+        echo_delay = 2.0
+        [agents.b]
+        runtime = "echo"
+        [agents.c]
+        runtime = "echo"
+        """)
+    fake.channel_message(GUILD + 1, 301, STRANGER, "staff question", mention_bot=True)
+    wait_for(lambda: replies(fake, 301), timeout=15, what="answer to a role holder")
+    assert replies(fake, 301) == ["a: staff question"]
+    assert any("/channels/301/typing" in c["path"] for c in fake.calls())
