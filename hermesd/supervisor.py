@@ -357,6 +357,8 @@ class Supervisor:
                 return  # died before it was reaped: its messages wait for the next Hello
 
     async def _heartbeat(self, slot: Slot) -> None:
+        """Ping, and watch: a worker that stops answering, or whose resident memory passes
+        its `memory_max`, is killed (and then restarted like any failed worker)."""
         interval, timeout = self.settings.heartbeat_interval, self.settings.heartbeat_timeout
         seq = 0
         while True:
@@ -364,6 +366,22 @@ class Supervisor:
             if time.monotonic() - slot.last_seen > timeout:
                 slot.kill(f"no heartbeat for {timeout}s")
                 return
+            rss = _rss(slot.pid) if slot.spec.memory_max else 0
+            if slot.spec.memory_max and rss > slot.spec.memory_max:
+                slot.kill(f"memory_max exceeded: RSS {rss // 1024} KiB > {slot.spec.memory_max // 1024} KiB")
+                return
             seq += 1
             if slot.frames is not None:  # also while starting or stopping: both can hang
                 slot.frames.send_nowait(protocol.Ping(seq))
+
+
+def _rss(pid: int | None) -> int:
+    """Resident bytes of `pid` from /proc (cheaper than psutil for one number), 0 if gone."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")

@@ -120,3 +120,12 @@ def test_message_to_a_just_killed_worker_does_not_hurt_the_daemon(daemon: Daemon
         assert daemon.send("local:race", f"round {round_}", "--agent", "coder") == f"coder: round {round_}\n"
         wait_for(lambda pid=pid: daemon.agent_running("coder", other_than=pid), what="coder back")
     assert daemon.process is not None and daemon.process.poll() is None
+
+
+def test_worker_over_memory_max_is_restarted_and_reported(daemon: Daemon) -> None:
+    daemon.write_config(AGENTS + '[agents.greedy]\nruntime = "echo"\nmemory_max = "1M"\n')
+    daemon.start(wait=False)
+    wait_for(lambda: (daemon.status() or {}).get("agents") and daemon.agents()["greedy"]["state"] == "fatal",
+             timeout=30, what="greedy agent fatal")
+    assert daemon.agents()["greedy"]["last_error"].startswith("memory_max exceeded: RSS")
+    assert daemon.agents()["home"]["state"] == "running" and daemon.agents()["home"]["restarts"] == 0
