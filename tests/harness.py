@@ -25,6 +25,12 @@ runtime = "echo"
 runtime = "echo"
 """
 
+def three_agents(a_delay: float = 0.0) -> str:
+    """Echo agents a, b and c, as the platform tests route to them; `a` may be slow."""
+    return (f'[agents.a]\nruntime = "echo"\necho_delay = {a_delay}\n'
+            '[agents.b]\nruntime = "echo"\n[agents.c]\nruntime = "echo"\n')
+
+
 FAST_SUPERVISOR = """
 heartbeat_interval = 0.2
 heartbeat_timeout = 3.0
@@ -128,6 +134,12 @@ class Daemon:
             return psutil.Process(self.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             return []
+
+    def kill(self) -> None:
+        """kill -9 of the daemon alone (its zygote and workers follow by PDEATHSIG)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
 
     def stop(self) -> int | None:
         if self.process is None or self.process.poll() is not None:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fakes.discord_server import FakeDiscord
-from tests.harness import Daemon, wait_for
+from tests.harness import Daemon, three_agents, wait_for
 
 GUILD, GENERAL, HELP, THREAD_OWN, THREAD_INHERITS = 10, 101, 102, 201, 202
 ALICE, BOB, STRANGER = 501, 502, 599
@@ -28,14 +28,7 @@ def start(daemon: Daemon, fake: FakeDiscord, extra: str = "", agents: str = "", 
           platform: str = "") -> None:
     token_file = daemon.root / "discord.token"
     token_file.write_text(fake.token)
-    daemon.write_config(agents or """
-        [agents.a]
-        runtime = "echo"
-        [agents.b]
-        runtime = "echo"
-        [agents.c]
-        runtime = "echo"
-        """, extra=f"""
+    daemon.write_config(agents or three_agents(), extra=f"""
         [platforms.discord]
         token_file = "{token_file}"
         api_base = "{fake.api_base}"
@@ -130,23 +123,11 @@ def test_gateway_resume_loses_no_message(daemon: Daemon, fake: FakeDiscord) -> N
 
 
 def test_parent_killed_after_spooling_answers_each_message_once(daemon: Daemon, fake: FakeDiscord) -> None:
-    import signal
-
-    start(daemon, fake, agents="""
-        [agents.a]
-        runtime = "echo"
-        echo_delay = 1.0
-        [agents.b]
-        runtime = "echo"
-        [agents.c]
-        runtime = "echo"
-        """)
+    start(daemon, fake, agents=three_agents(a_delay=1.0))
     for i in range(3):
         fake.channel_message(GUILD, GENERAL, ALICE, f"crash {i}", mention_bot=True)
     wait_for(lambda: daemon.agents()["a"]["queue"] == 3, what="three messages spooled")
-    assert daemon.process is not None
-    daemon.process.send_signal(signal.SIGKILL)
-    daemon.process.wait()
+    daemon.kill()
     daemon.start()
     wait_for(lambda: len(replies(fake, GENERAL)) >= 3, timeout=30, what="answers after restart")
     time.sleep(1.5)  # a duplicate would show by now
@@ -205,15 +186,7 @@ def test_rejected_token_is_shown_and_the_daemon_carries_on(daemon: Daemon, fake:
 def test_reply_waits_out_a_closed_session_and_is_delivered(daemon: Daemon, fake: FakeDiscord) -> None:
     """A close discord.py does not reconnect after (4004) ends its client; hermesd makes a
     new one, and the reply that was being worked on meanwhile still arrives."""
-    start(daemon, fake, agents="""
-        [agents.a]
-        runtime = "echo"
-        echo_delay = 1.0
-        [agents.b]
-        runtime = "echo"
-        [agents.c]
-        runtime = "echo"
-        """)
+    start(daemon, fake, agents=three_agents(a_delay=1.0))
     fake.channel_message(GUILD, GENERAL, ALICE, "through the storm", mention_bot=True)
     time.sleep(0.2)
     fake.disconnect(4004)
@@ -226,15 +199,7 @@ def test_reply_waits_out_a_closed_session_and_is_delivered(daemon: Daemon, fake:
 def test_role_holders_may_talk_and_typing_is_shown(daemon: Daemon, fake: FakeDiscord) -> None:
     helper_role = 9001
     fake.add_guild(GUILD + 1, channels=[(301, "staff")], members=[STRANGER], roles={helper_role: [STRANGER]})
-    start(daemon, fake, platform=f"allowed_roles = [{helper_role}]", agents="""
-        [agents.a]
-        runtime = "echo"
-        echo_delay = 2.0
-        [agents.b]
-        runtime = "echo"
-        [agents.c]
-        runtime = "echo"
-        """)
+    start(daemon, fake, platform=f"allowed_roles = [{helper_role}]", agents=three_agents(a_delay=2.0))
     fake.channel_message(GUILD + 1, 301, STRANGER, "staff question", mention_bot=True)
     wait_for(lambda: replies(fake, 301), timeout=15, what="answer to a role holder")
     assert replies(fake, 301) == ["a: staff question"]

@@ -37,9 +37,7 @@ def test_parent_killed_with_messages_pending_answers_after_restart(daemon: Daemo
     for i in range(3):  # one after the other, so their order is known
         senders.append(daemon.ctl_popen("send", "local:crash", f"message {i}", "--agent", "slow"))
         wait_for(lambda n=i + 1: daemon.agents()["slow"]["queue"] == n, what=f"message {i} queued")
-    assert daemon.process is not None
-    daemon.process.send_signal(signal.SIGKILL)
-    daemon.process.wait()
+    daemon.kill()
     for sender in senders:
         sender.communicate(timeout=30)
         assert sender.returncode == 3  # the daemon went away under it

@@ -3,14 +3,13 @@ fake Bot API server on 127.0.0.1."""
 
 from __future__ import annotations
 
-import signal
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.fakes.telegram_server import FakeTelegram
-from tests.harness import Daemon, wait_for
+from tests.harness import Daemon, three_agents, wait_for
 
 FORUM, GROUP = -1001, -2002
 ALICE, BOB, STRANGER = 42, 43, 99
@@ -26,14 +25,7 @@ def start(daemon: Daemon, fake: FakeTelegram, agents: str = "", extra: str = "",
     token_file = daemon.root / "telegram.token"
     token_file.write_text(fake.token + "\n")
     daemon.write_config(
-        agents or """
-        [agents.a]
-        runtime = "echo"
-        [agents.b]
-        runtime = "echo"
-        [agents.c]
-        runtime = "echo"
-        """,
+        agents or three_agents(),
         extra=f"""
         [platforms.telegram]
         token_file = "{token_file}"
@@ -187,21 +179,11 @@ def test_documents_land_in_the_agents_inbox(daemon: Daemon, fake: FakeTelegram) 
 def test_parent_killed_between_spool_and_reply_answers_each_message_once(
     daemon: Daemon, fake: FakeTelegram
 ) -> None:
-    start(daemon, fake, agents="""
-        [agents.a]
-        runtime = "echo"
-        echo_delay = 1.0
-        [agents.b]
-        runtime = "echo"
-        [agents.c]
-        runtime = "echo"
-        """)
+    start(daemon, fake, agents=three_agents(a_delay=1.0))
     for i in range(3):
         fake.topic_message(FORUM, 10, ALICE, f"crash {i}", mention=True)
     wait_for(lambda: daemon.agents()["a"]["queue"] == 3, what="three messages spooled")
-    assert daemon.process is not None
-    daemon.process.send_signal(signal.SIGKILL)
-    daemon.process.wait()
+    daemon.kill()
     daemon.start()
     wait_for(lambda: len(texts(fake, FORUM)) >= 3, timeout=30, what="answers after restart")
     time.sleep(1.5)  # a duplicate would show up by now
@@ -251,15 +233,7 @@ def test_polling_recovers_from_conflict_and_server_errors(daemon: Daemon, fake: 
 
 
 def test_typing_is_shown_while_the_agent_works(daemon: Daemon, fake: FakeTelegram) -> None:
-    start(daemon, fake, agents="""
-        [agents.a]
-        runtime = "echo"
-        echo_delay = 2.0
-        [agents.b]
-        runtime = "echo"
-        [agents.c]
-        runtime = "echo"
-        """)
+    start(daemon, fake, agents=three_agents(a_delay=2.0))
     fake.topic_message(FORUM, 10, ALICE, "think first", mention=True)
     wait_for(lambda: texts(fake, FORUM), what="answer")
     typing = fake.calls("sendChatAction")
