@@ -533,3 +533,14 @@ def table(rows: list[list[str]]) -> str:
 def verdict(ok: bool) -> str:
     return "MET" if ok else "NOT MET"
 
+
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    """User + system CPU of `procs`; processes that are gone count as 0."""
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total

@@ -168,17 +168,6 @@ class DiscordDaemon(h.Daemon):
             time.sleep(0.05)
 
 
-def cpu(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for proc in procs:
-        try:
-            times = proc.cpu_times()
-            total += times.user + times.system
-        except psutil.Error:
-            pass
-    return total
-
-
 class Sampler(threading.Thread):
     """Polls `status` every `interval` s: the sum of the agents' queue depths."""
 
@@ -280,7 +269,7 @@ def run_phase(name: str, daemon: DiscordDaemon, fake: FakeDiscord, msgs: list[Ms
     tally.count()  # skip what is already recorded
     tree = daemon.tree()
     me = psutil.Process()
-    before = (cpu(tree[:1]), cpu(tree[1:]), cpu([me]), tree[0].cpu_times().system)
+    before = (h.cpu_seconds(tree[:1]), h.cpu_seconds(tree[1:]), h.cpu_seconds([me]), tree[0].cpu_times().system)
     events = gateway_events(fake)
     sampler = Sampler(daemon, status_every)
     sampler.start()
@@ -304,13 +293,13 @@ def run_phase(name: str, daemon: DiscordDaemon, fake: FakeDiscord, msgs: list[Ms
     time.sleep(0.2)
     parent, settle = daemon.tree()[0], time.monotonic() + 5.0
     while time.monotonic() < settle:
-        c = cpu([parent])
+        c = h.cpu_seconds([parent])
         time.sleep(0.1)
-        if cpu([parent]) - c <= max(0.010, 2 * idle_rate * 0.1):  # <= one 10 ms clock tick
+        if h.cpu_seconds([parent]) - c <= max(0.010, 2 * idle_rate * 0.1):  # <= one 10 ms clock tick
             break
     wall = time.perf_counter() - t0
     tree = daemon.tree()
-    after = (cpu(tree[:1]), cpu(tree[1:]), cpu([me]), tree[0].cpu_times().system)
+    after = (h.cpu_seconds(tree[:1]), h.cpu_seconds(tree[1:]), h.cpu_seconds([me]), tree[0].cpu_times().system)
     events = gateway_events(fake) - events
     sampler.stop()
     if sampler.missed:
@@ -485,13 +474,13 @@ def main() -> int:
             time.sleep(1.0)
             parent = daemon.tree()[0]
             # Baselines: the parent's CPU while idle, and the CPU one status request costs it.
-            t, c = time.perf_counter(), cpu([parent])
+            t, c = time.perf_counter(), h.cpu_seconds([parent])
             time.sleep(3.0)
-            idle_rate = (cpu([parent]) - c) / (time.perf_counter() - t)
-            c = cpu([parent])
+            idle_rate = (h.cpu_seconds([parent]) - c) / (time.perf_counter() - t)
+            c = h.cpu_seconds([parent])
             for _ in range(10):
                 daemon.status()
-            status_cost = (cpu([parent]) - c) / 10
+            status_cost = (h.cpu_seconds([parent]) - c) / 10
             print(f"idle parent CPU {idle_rate * 1e3:.1f} ms/s; one status request {status_cost * 1e3:.1f} ms "
                   "of parent CPU", file=sys.stderr, flush=True)
 

@@ -39,29 +39,18 @@ def sequential(client: h.LocalClient, messages: int, agents: int) -> list[float]
     return [client.round_trip(h.session_key(i % agents), "ping") for i in range(messages)]
 
 
-def cpu_seconds(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for proc in procs:
-        try:
-            times = proc.cpu_times()
-            total += times.user + times.system
-        except psutil.Error:
-            pass
-    return total
-
-
 def throughput(path: Path, sessions: int, duration: float, tree: list[psutil.Process] | None = None
                ) -> tuple[h.LoadResult, dict[str, float]]:
     """Run the load in a forked process; if `tree` is given (daemon first), also report
     what share of a core the parent and the workers used meanwhile."""
     parent, workers = (tree[:1], tree[1:]) if tree else ([], [])
-    before = (cpu_seconds(parent), cpu_seconds(workers))
+    before = (h.cpu_seconds(parent), h.cpu_seconds(workers))
     started = time.perf_counter()
     with h.Forked(h.run_load, path, sessions, duration) as load:
         result: h.LoadResult = load.result(timeout=duration + 30)
     wall = time.perf_counter() - started
-    shares = {"parent": (cpu_seconds(parent) - before[0]) / wall,
-              "workers": (cpu_seconds(workers) - before[1]) / wall}
+    shares = {"parent": (h.cpu_seconds(parent) - before[0]) / wall,
+              "workers": (h.cpu_seconds(workers) - before[1]) / wall}
     return result, shares
 
 

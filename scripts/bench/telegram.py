@@ -198,17 +198,6 @@ class TelegramDaemon(h.Daemon):
             time.sleep(0.05)
 
 
-def cpu(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for proc in procs:
-        try:
-            times = proc.cpu_times()
-            total += times.user + times.system
-        except psutil.Error:
-            pass
-    return total
-
-
 class Sampler(threading.Thread):
     """Polls `status` every `interval` s: agent queue depths and the gate's waiters."""
 
@@ -273,7 +262,7 @@ def run_phase(name: str, daemon: TelegramDaemon, fake: FakeTelegram, msgs: list[
     prefix = msgs[0].mark[0]
     tree = daemon.tree()
     me = psutil.Process()
-    before = (cpu(tree[:1]), cpu(tree[1:]), cpu([me]), tree[0].cpu_times().system)
+    before = (h.cpu_seconds(tree[:1]), h.cpu_seconds(tree[1:]), h.cpu_seconds([me]), tree[0].cpu_times().system)
     sampler = Sampler(daemon, status_every)
     sampler.start()
     t0 = time.perf_counter()
@@ -293,7 +282,7 @@ def run_phase(name: str, daemon: TelegramDaemon, fake: FakeTelegram, msgs: list[
     time.sleep(0.2)  # the last responses reach the daemon, which marks them delivered
     wall = time.perf_counter() - t0
     tree = daemon.tree()
-    after = (cpu(tree[:1]), cpu(tree[1:]), cpu([me]), tree[0].cpu_times().system)
+    after = (h.cpu_seconds(tree[:1]), h.cpu_seconds(tree[1:]), h.cpu_seconds([me]), tree[0].cpu_times().system)
     sampler.stop()
     if sampler.missed:
         print(f"{name}: {len(sampler.missed)} status samples failed, e.g. {sampler.missed[0]}",
@@ -467,13 +456,13 @@ def main() -> int:
         parent = daemon.tree()[0]
         # Baselines: the parent's CPU while idle (its getUpdates long poll returns every 2 s
         # from the fake), and the CPU one status request costs it.
-        t, c = time.perf_counter(), cpu([parent])
+        t, c = time.perf_counter(), h.cpu_seconds([parent])
         time.sleep(3.0)
-        idle_rate = (cpu([parent]) - c) / (time.perf_counter() - t)
-        c = cpu([parent])
+        idle_rate = (h.cpu_seconds([parent]) - c) / (time.perf_counter() - t)
+        c = h.cpu_seconds([parent])
         for _ in range(10):
             daemon.status()
-        status_cost = (cpu([parent]) - c) / 10
+        status_cost = (h.cpu_seconds([parent]) - c) / 10
         print(f"idle parent CPU {idle_rate * 1e3:.1f} ms/s; one status request {status_cost * 1e3:.1f} ms "
               "of parent CPU", file=sys.stderr, flush=True)
 
