@@ -103,11 +103,13 @@ class Daemon:
         self.spawned_at = 0.0  # perf_counter() just before Popen
         self._seen: list[psutil.Process] = []
 
+    def daemon_section(self) -> list[str]:
+        """The `[daemon]` table every benchmark daemon starts its config with."""
+        return ["[daemon]", f'state_dir = "{self.dir / "state"}"', f'runtime_dir = "{self.dir / "run"}"']
+
     def write_config(self) -> None:
         lines = [
-            "[daemon]",
-            f'state_dir = "{self.dir / "state"}"',
-            f'runtime_dir = "{self.dir / "run"}"',
+            *self.daemon_section(),
             "[platforms.local]",
         ]
         for i in range(self.agents):

@@ -140,9 +140,7 @@ class DiscordDaemon(h.Daemon):
         token_file = self.dir / "discord.token"
         token_file.write_text(self.fake.token + "\n")
         lines = [
-            "[daemon]",
-            f'state_dir = "{self.dir / "state"}"',
-            f'runtime_dir = "{self.dir / "run"}"',
+            *self.daemon_section(),
             "[platforms.discord]",
             f'token_file = "{token_file}"',
             f'api_base = "{self.fake.api_base}"',

@@ -172,9 +172,7 @@ class TelegramDaemon(h.Daemon):
         token_file = self.dir / "telegram.token"
         token_file.write_text(self.fake.token + "\n")
         lines = [
-            "[daemon]",
-            f'state_dir = "{self.dir / "state"}"',
-            f'runtime_dir = "{self.dir / "run"}"',
+            *self.daemon_section(),
             "[platforms.telegram]",
             f'token_file = "{token_file}"',
             f'api_base = "{self.fake.url}"',

@@ -75,9 +75,7 @@ class OpenAIDaemon(h.Daemon):
 
     def write_config(self) -> None:
         lines = [
-            "[daemon]",
-            f'state_dir = "{self.dir / "state"}"',
-            f'runtime_dir = "{self.dir / "run"}"',
+            *self.daemon_section(),
             "[platforms.local]",
             "[llm.default]",
             f'base_url = "{self.llm_url}"',

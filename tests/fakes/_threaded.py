@@ -1,11 +1,29 @@
-"""What the HTTP fakes share: a ThreadingHTTPServer run in a background thread, stopped
-quickly, usable as a context manager."""
+"""What the HTTP fakes share: a quiet ThreadingHTTPServer and handler, run in a background
+thread, stopped quickly, usable as a context manager."""
 
 from __future__ import annotations
 
+import sys
 import threading
-from http.server import ThreadingHTTPServer
-from typing import Self
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
+
+
+class QuietServer(ThreadingHTTPServer):
+    daemon_threads = True  # a handler sleeping or long-polling must not block stop()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet about clients that gave up and hung up: timeout tests do that on purpose."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like the real APIs, so client pools behave
+    disable_nagle_algorithm = True  # headers and body go out separately; no 40 ms ACK stalls
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: stdout carries only the listening line, which tests parse."""
 
 
 class ThreadedServer:

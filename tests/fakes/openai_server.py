@@ -11,18 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import sys
 import threading
 import time
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 try:
-    from tests.fakes._threaded import ThreadedServer
+    from tests.fakes._threaded import QuietHandler, QuietServer, ThreadedServer
 except ModuleNotFoundError:  # run by hand as a script: this directory is on sys.path
-    from _threaded import ThreadedServer  # type: ignore[no-redef]
+    from _threaded import QuietHandler, QuietServer, ThreadedServer  # type: ignore[no-redef]
 
 Step = dict[str, Any]
 MODELS = ("fake-model", "fake-model-2")  # what GET /v1/models lists; any model name is accepted
@@ -114,23 +112,12 @@ class _State:
         }
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True  # a handler sleeping on a "delay" step must not block stop()
+class _Server(QuietServer):
     state: _State
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Quiet about clients that timed out and hung up: timeout tests do that on purpose."""
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
 
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, like the real API, so client pools behave
-    disable_nagle_algorithm = True  # headers and body go out separately; no 40 ms ACK stalls
+class _Handler(QuietHandler):
     server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silent: stdout carries only the listening line, which tests parse."""
 
     def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()

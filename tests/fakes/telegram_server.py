@@ -15,7 +15,6 @@ import itertools
 import json
 import re
 import signal
-import sys
 import threading
 import time
 from collections import deque
@@ -23,14 +22,13 @@ from collections.abc import Iterable
 from email.parser import BytesParser
 from email.policy import HTTP
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 try:
-    from tests.fakes._threaded import ThreadedServer
+    from tests.fakes._threaded import QuietHandler, QuietServer, ThreadedServer
 except ModuleNotFoundError:  # run by hand as a script: this directory is on sys.path
-    from _threaded import ThreadedServer  # type: ignore[no-redef]
+    from _threaded import QuietHandler, QuietServer, ThreadedServer  # type: ignore[no-redef]
 
 Json = dict[str, Any]
 TOKEN = "123456789:TEST-fake-token"  # the digits before ":" are the bot's user id, as on Telegram
@@ -278,23 +276,12 @@ class FakeTelegram(ThreadedServer):
         return self.queue({"message": message | thread | (media or {})}, token=token)[0]
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True  # a handler in a long poll must not block stop()
+class _Server(QuietServer):
     fake: FakeTelegram
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Quiet about clients that gave up and hung up: timeout tests do that on purpose."""
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
 
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, like the real API, so client pools behave
-    disable_nagle_algorithm = True  # headers and body go out separately; no 40 ms ACK stalls
+class _Handler(QuietHandler):
     server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silent: stdout carries only the listening line, which tests parse."""
 
     def _send(self, status: int, payload: Any, content_type: str = "application/json") -> None:
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
