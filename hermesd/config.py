@@ -78,6 +78,8 @@ class DaemonConfig(_Section):
     fatal_failures: Annotated[int, msgspec.Meta(gt=0)] = 5
     fatal_window: Seconds = 60.0
     stop_timeout: Seconds = 10.0
+    min_free_space: Annotated[int, msgspec.Meta(ge=0)] = 32 << 20
+    """Bytes free in state_dir below which new messages are refused; the TOML may say "32M"."""
 
 
 class LLMConfig(_Section):
@@ -166,6 +168,8 @@ class AgentConfig(_Section):
     can_message: list[str] = []
     memory_max: Annotated[int, msgspec.Meta(gt=0)] | None = None
     """Bytes; the TOML may say "256M"."""
+    max_queue: Annotated[int, msgspec.Meta(ge=1)] = 100
+    """Messages waiting or running for this agent; past it, senders get a "busy" reply."""
     tools: list[Tool] = msgspec.field(default_factory=lambda: list(ALL_TOOLS))
     echo_delay: Annotated[float, msgspec.Meta(ge=0)] = 0.0
     history_budget: Annotated[int, msgspec.Meta(ge=1000)] = 48_000
@@ -219,6 +223,7 @@ class Config(_Section):
             can_message=tuple(agent.can_message),
             tools=tuple(agent.tools),
             memory_max=agent.memory_max,
+            max_queue=agent.max_queue,
             echo_delay=agent.echo_delay,
             history_budget=agent.history_budget,
             max_tool_steps=agent.max_tool_steps,
@@ -409,7 +414,20 @@ class _Loader:
         if not os.path.isabs(value):
             raise self.error(path, f'must be an absolute path, got "{value}"')
 
+    def sizes(self, raw: Any, path: KeyPath, keys: tuple[str, ...]) -> Any:
+        """Size keys may be written "256M": convert them to bytes before validation."""
+        if not isinstance(raw, dict):
+            return raw
+        for key in keys:
+            if isinstance(raw.get(key), str):
+                try:
+                    raw = {**raw, key: parse_size(raw[key])}
+                except ValueError as exc:
+                    raise self.error(path + (key,), str(exc)) from None
+        return raw
+
     def daemon(self, raw: dict[str, Any]) -> DaemonConfig:
+        raw = self.sizes(raw, ("daemon",), ("min_free_space",))
         daemon: DaemonConfig = self.convert(raw, DaemonConfig, ("daemon",))
         for key in ("state_dir", "runtime_dir"):
             self.absolute(getattr(daemon, key), ("daemon", key))
@@ -457,11 +475,7 @@ class _Loader:
         if not AGENT_ID.fullmatch(agent_id):
             raise self.error(path, f"agent id must match ^{AGENT_ID.pattern}$ (it is used in "
                                    "session keys, paths and process titles)")
-        if isinstance(raw, dict) and isinstance(raw.get("memory_max"), str):
-            try:
-                raw = {**raw, "memory_max": parse_size(raw["memory_max"])}
-            except ValueError as exc:
-                raise self.error(path + ("memory_max",), str(exc)) from None
+        raw = self.sizes(raw, path, ("memory_max",))
         agent: AgentConfig = self.convert(raw, AgentConfig, path)
         if isinstance(agent.llm, LLMConfig):
             self.check_llm(agent.llm, path + ("llm",))

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from hermesd.supervisor import Slot
 
 
+MAX_REQUEST = 64 * 1024  # bytes: every request is a few dozen; anything near this is hostile
+REQUEST_TIMEOUT = 5.0  # seconds a connection may take to send its next whole request
+
+
 class Control:
     def __init__(self, service: Service) -> None:
         self.service = service
@@ -32,7 +36,8 @@ class Control:
         await unixsock.serve(listener, self._connection, "control")
 
     async def _connection(self, stream: SocketStream) -> None:
-        connection = unixsock.FramedConnection(stream, protocol.ControlRequest, protocol.ControlReply)
+        connection = unixsock.FramedConnection(stream, protocol.ControlRequest, protocol.ControlReply,
+                                               max_frame=MAX_REQUEST)
         async with stream:
             refusal = unixsock.peer_refusal(stream)
             if refusal:
@@ -40,9 +45,17 @@ class Control:
                 await connection.refuse(protocol.ControlReply(False, error=f"permission denied: {refusal}"))
                 return
             try:
-                while (request := await connection.receive()) is not None:
+                while True:
+                    with anyio.move_on_after(REQUEST_TIMEOUT) as idle:
+                        request = await connection.receive()
+                    if idle.cancelled_caught:
+                        log.warning("control_timeout", timeout=REQUEST_TIMEOUT)
+                        return  # a silent or trickling client holds nothing open for long
+                    if request is None:
+                        return
                     await connection.send(await self.handle(request))
             except protocol.ProtocolError as exc:
+                log.warning("control_refused", reason=str(exc))
                 await connection.send(protocol.ControlReply(False, error=str(exc)))
 
     async def handle(self, request: protocol.ControlRequest) -> protocol.ControlReply:
@@ -72,6 +85,7 @@ class Control:
                 "uptime": round(now - service.started_at, 3),
                 "config": service.config_path or "<embedded default>",
                 "summary": service.summary(),
+                "spool": service.spool.fault or "ok",
             },
             "platforms": {name: adapter.status() for name, adapter in service.adapters.items()},
             "agents": [_agent_status(slot, now, memory.get(slot.pid)) for slot in slots],
@@ -120,6 +134,7 @@ def _agent_status(slot: Slot, now: float, memory: tuple[int, int] | None) -> dic
         "rss": memory[0] if memory else None,
         "uss": memory[1] if memory else None,
         "queue": len(slot.inflight),
+        "refused": slot.refused,
         "last_error": slot.last_error,
     }
 

@@ -124,12 +124,15 @@ def print_status(data: dict[str, Any]) -> None:
         print("platforms: " + ", ".join(
             f"{name} {info.get('state', '?')}" + (f" ({info['error']})" if info.get("error") else "")
             for name, info in sorted(platforms.items())))
-    rows = [["AGENT", "STATE", "PID", "UPTIME", "RESTARTS", "RSS", "USS", "QUEUE", "LAST ERROR"]]
+    if daemon.get("spool", "ok") != "ok":
+        print(f"spool: NOT ACCEPTING new messages: {daemon['spool']}")
+    rows = [["AGENT", "STATE", "PID", "UPTIME", "RESTARTS", "RSS", "USS", "QUEUE", "REFUSED",
+             "LAST ERROR"]]
     for agent in data["agents"]:
         rows.append([
             agent["agent"], agent["state"], str(agent["pid"] or "-"), _duration(agent["uptime"]),
             str(agent["restarts"]), _size(agent["rss"]), _size(agent["uss"]), str(agent["queue"]),
-            agent["last_error"],
+            str(agent.get("refused", 0)), agent["last_error"],
         ])  # fmt: skip
     print(_table(rows))
 

@@ -88,8 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     import anyio  # the event loop and platform libraries come after the fork
 
     from hermesd.service import Service
+    from hermesd.spool import SpoolUnavailable
 
-    service = Service(cfg, config_path, Zygote(zygote_pid, channel))
+    try:
+        service = Service(cfg, config_path, Zygote(zygote_pid, channel))
+    except SpoolUnavailable as exc:
+        print(f"hermesd: {exc}", file=sys.stderr)
+        channel.close()  # the zygote exits when its channel closes
+        os.waitpid(zygote_pid, 0)
+        return EXIT_FAILURE
     return anyio.run(service.run)
 
 

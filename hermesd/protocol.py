@@ -59,6 +59,7 @@ class WorkerSpec(msgspec.Struct, frozen=True, kw_only=True):
     can_message: tuple[str, ...] = ()
     tools: tuple[str, ...] = ()
     memory_max: int | None = None
+    max_queue: int = 100
     echo_delay: float = 0.0
     history_budget: int = 48_000
     max_tool_steps: int = 8

@@ -11,46 +11,23 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections import deque
 from pathlib import Path
 
 import anyio
-import msgspec
 from anyio.abc import TaskGroup
 
 from hermesd import attachments, config, log, protocol
 from hermesd.control import Control
+from hermesd.delivery import Deliveries, Finished
 from hermesd.platforms import Adapter, agents, local
 from hermesd.routing import Route, Router
 from hermesd.sdnotify import Notifier
-from hermesd.spool import Inbound, Incoming, Outgoing, Spool
+from hermesd.spool import Inbound, Incoming, Spool, SpoolUnavailable
 from hermesd.supervisor import Slot, State, Supervisor
 from hermesd.zygote import Zygote
 
 PRUNE_AFTER = 7 * 86400  # keep acked messages this long to recognise repeated updates
-CHECKPOINT_INTERVAL = 1.0  # seconds between spool WAL checkpoints
-
-
-class Finished(msgspec.Struct, frozen=True):
-    """Every reply of this message has been delivered: adapters may say so."""
-
-    msg_id: int
-    session_key: str
-    error: str | None
-
-
-class Resend(msgspec.Struct, frozen=True):
-    """A stored reply queued again because a client came back for it; it may have been
-    delivered meanwhile, which plain replies need not be checked for."""
-
-    reply: Outgoing
-
-    @property
-    def session_key(self) -> str:
-        return self.reply.session_key
-
-
-Outbound = Outgoing | Finished | Resend
+CHECKPOINT_INTERVAL = 1.0  # seconds between spool WAL checkpoints (and disk checks)
 
 
 class Shutdown(Exception):
@@ -73,7 +50,8 @@ class Service:
         self.supervisor = Supervisor(zygote, cfg.daemon, self)
         self.notifier = Notifier()
         self.adapters: dict[str, Adapter] = {}
-        self._conversations: dict[tuple[str, str], deque[Outbound]] = {}
+        self.deliveries = Deliveries(self.spool, self.adapters)
+        self._unstored: set[int] = set()  # messages with a reply the spool could not take
         self._reload_lock = anyio.Lock()
         self._task_group: TaskGroup | None = None
         runtime_dir = Path(cfg.daemon.runtime_dir)
@@ -102,6 +80,7 @@ class Service:
             async with anyio.create_task_group() as self._task_group:
                 tg = self._task_group
                 await tg.start(self.supervisor.run)
+                await tg.start(self.deliveries.run)
                 for spec in self.cfg.worker_specs().values():  # before any message can arrive
                     self.supervisor.add(spec)
                     self.supervisor.start(spec.agent_id)
@@ -114,7 +93,7 @@ class Service:
                 log.info("daemon_ready", pid=os.getpid(), agents=len(self.supervisor.slots),
                          config=self.config_path or "<embedded default>")
                 tg.start_soon(self._keepalive)
-                tg.start_soon(self._checkpoints)
+                tg.start_soon(self._upkeep)
                 async for signum in signals:
                     self._handle_signal(signum, tg)
         self.spool.close()
@@ -163,27 +142,63 @@ class Service:
         while True:
             self.notifier.watchdog()
             self.notifier.status(self.summary())
-            if time.monotonic() - last_prune > 3600:
-                self.spool.prune(time.time() - PRUNE_AFTER)
+            if time.monotonic() - last_prune > 3600 and self.spool.fault is None:
+                try:
+                    self.spool.prune(time.time() - PRUNE_AFTER)
+                except SpoolUnavailable:
+                    pass  # reported by _upkeep
                 last_prune = time.monotonic()
             await anyio.sleep(interval)
 
-    async def _checkpoints(self) -> None:
-        """The spool's WAL checkpoints fsync, which would stall every message behind them
-        if they ran in the event loop; run them in a thread instead."""
+    async def _upkeep(self) -> None:
+        """Every second: check that the spool can take writes, and checkpoint its WAL.
+        Checkpoints fsync, which would stall every message behind them if they ran in
+        the event loop; they run in a thread instead."""
         while True:
             await anyio.sleep(CHECKPOINT_INTERVAL)
+            self._check_spool()
             await anyio.to_thread.run_sync(self.spool.checkpoint)
+
+    def _check_spool(self) -> None:
+        """Notice the state dir filling up or turning read-only, and its recovery: while it
+        cannot take writes, new messages are refused (accepting means storing first)."""
+        before = self.spool.fault
+        fault = self.spool.health(self.cfg.daemon.min_free_space)
+        if fault and fault != before:
+            log.error("spool_unwritable", error=fault, consequence="new messages are refused")
+            self.notifier.status(self.summary())
+        elif before and not fault:
+            log.info("spool_writable", was=before)
+            self.notifier.status(self.summary())
+            self._resume()
+
+    def _resume(self) -> None:
+        """After the spool failed: record what went out meanwhile, then redeliver every
+        message left unfinished (workers resend what they had already answered)."""
+        try:
+            self.deliveries.record_unrecorded()
+            inflight = {msg_id for slot in self.supervisor.slots.values() for msg_id in slot.inflight}
+            for entry in self.spool.pending():
+                if entry.msg_id not in inflight:
+                    self._unstored.discard(entry.msg_id)
+                    self._dispatch(entry, self._route(entry))
+        except SpoolUnavailable:
+            pass  # failed again: the next check retries
 
     def summary(self) -> str:
         states: dict[str, int] = {}
         for slot in self.supervisor.slots.values():
             states[slot.state] = states.get(slot.state, 0) + 1
-        return ", ".join(f"{count} {state}" for state, count in sorted(states.items())) or "no agents"
+        agents = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
+        if self.spool.fault:
+            return f"{agents or 'no agents'}; NOT ACCEPTING: {self.spool.fault}"
+        return agents or "no agents"
 
     async def shutdown(self) -> None:
-        """Drain: take no new messages, let running turns finish (up to stop_timeout),
-        stop every worker, then the zygote.  Unfinished messages stay in the spool."""
+        """Drain: take no new messages, let running turns finish and their replies go out
+        (together up to stop_timeout), stop every worker (each up to stop_timeout, then
+        SIGKILL), then the zygote.  What is left unfinished stays in the spool for the
+        next start."""
         if self.state == "stopping":
             return
         self.state = "stopping"
@@ -191,10 +206,14 @@ class Service:
         log.info("daemon_stopping")
         for adapter in self.adapters.values():
             adapter.close_intake()
-        with anyio.move_on_after(self.cfg.daemon.stop_timeout):
+        with anyio.move_on_after(self.cfg.daemon.stop_timeout) as drain:
             while any(slot.inflight and slot.state is State.RUNNING
                       for slot in self.supervisor.slots.values()):
                 await anyio.sleep(0.02)
+            await self.deliveries.flushed()
+        if drain.cancelled_caught:
+            log.warning("stop_deadline_passed", timeout=self.cfg.daemon.stop_timeout,
+                        consequence="unfinished messages are redelivered at the next start")
         async with anyio.create_task_group() as stops:
             for agent_id in self.supervisor.slots:
                 stops.start_soon(self.supervisor.stop, agent_id)
@@ -208,11 +227,33 @@ class Service:
     # ---------------------------------------------------------------- messages in
 
     def receive(self, message: Incoming) -> tuple[Inbound, Route, bool]:
+        """Raises SpoolUnavailable when the message could not be stored (the adapter tells
+        the sender, or leaves the update with the platform to fetch again)."""
+        if self.spool.fault is not None:
+            raise SpoolUnavailable(self.spool.fault)
         route = self._route(message)
         entry, new = self.spool.put_inbound(message, route.agent)
         if new:
-            self._dispatch(entry, route)
+            if route.agent is not None and self.supervisor.queue_full(route.agent):
+                self._refuse_busy(entry, route.agent)
+            else:
+                self._dispatch(entry, route)
         return entry, route, new
+
+    def _refuse_busy(self, entry: Inbound, agent: str) -> None:
+        """Backpressure: an agent whose queue is full gets no more; the sender is told at
+        once (a stored reply like any other), so nothing is dropped silently and a stuck
+        agent cannot make the daemon hold an unbounded backlog in memory."""
+        slot = self.supervisor.slots[agent]
+        slot.refused += 1
+        log.warning("message_refused", agent=agent, session=entry.session_key,
+                    msg_id=entry.msg_id, reason="queue full", queue=len(slot.inflight))
+        text = (f"{agent} is busy ({len(slot.inflight)} messages waiting, agent {slot.state}); "
+                "this message was not passed on. Please send it again later.")
+        reply = self.spool.put_reply(msg_id=entry.msg_id, seq=0, agent=agent, text=text)
+        self.spool.finish(entry.msg_id, error="busy")
+        if reply is not None:
+            self.deliveries.enqueue(entry.platform, reply)
 
     def route(self, session_key: str) -> Route:
         return self.router.resolve(session_key)
@@ -238,7 +279,7 @@ class Service:
             log.warning("message_dropped", session=entry.session_key, msg_id=entry.msg_id,
                         reason=route.rule)
             if self.spool.finish(entry.msg_id, error=route.rule):
-                self._enqueue(entry.platform, Finished(entry.msg_id, entry.session_key, route.rule))
+                self.deliveries.enqueue(entry.platform, Finished(entry.msg_id, entry.session_key, route.rule))
             return
         log.debug("message_routed", agent=route.agent, session=entry.session_key,
                   msg_id=entry.msg_id, rule=route.rule)
@@ -255,22 +296,31 @@ class Service:
                 log.warning("inject_refused", agent=agent, session=request.session_key,
                             reason="not a conversation of this agent")
                 return
-            self.receive(Incoming(
-                platform=request.platform, external_id=f"{agent}:{request.external_id}",
-                session_key=request.session_key, text=request.text, sender="cron", agent=agent,
-            ))  # fmt: skip
+            try:
+                self.receive(Incoming(
+                    platform=request.platform, external_id=f"{agent}:{request.external_id}",
+                    session_key=request.session_key, text=request.text, sender="cron",
+                    agent=agent,
+                ))  # fmt: skip
+            except SpoolUnavailable as exc:
+                log.error("inject_refused", agent=agent, session=request.session_key,
+                          reason=str(exc))
             return
         refusal = agents.refusal(agent, slot.spec.can_message, request, self.supervisor.slots)
         if refusal:
             log.warning("ask_refused", agent=agent, to=request.to, reason=refusal)
             slot.send(protocol.Answer(request_id=request.request_id, error=refusal))
             return
-        entry, _route, new = self.receive(Incoming(
-            platform=agents.NAME, external_id=f"{agent}:{request.request_id}",
-            session_key=f"agent:{agent}:{request.to}", text=request.text,
-            sender=agents.sender(agent, request.request_id), agent=request.to,
-            depth=request.depth,
-        ))  # fmt: skip
+        try:
+            entry, _route, new = self.receive(Incoming(
+                platform=agents.NAME, external_id=f"{agent}:{request.request_id}",
+                session_key=f"agent:{agent}:{request.to}", text=request.text,
+                sender=agents.sender(agent, request.request_id), agent=request.to,
+                depth=request.depth,
+            ))  # fmt: skip
+        except SpoolUnavailable as exc:
+            slot.send(protocol.Answer(request_id=request.request_id, error=str(exc)))
+            return
         if not new:  # asked again after a restart: answer now if it was answered before
             self.agent_platform.answer_again(entry)
 
@@ -281,7 +331,7 @@ class Service:
             self._dispatch(entry, self._route(entry))
         undelivered = self.spool.undelivered()
         for reply in undelivered:
-            self._enqueue(reply.platform, reply)
+            self.deliveries.enqueue(reply.platform, reply)
         if pending or undelivered:
             log.info("spool_recovered", redelivered=len(pending), replies=len(undelivered))
 
@@ -295,72 +345,38 @@ class Service:
             except attachments.Refused as exc:
                 log.warning("file_refused", agent=slot.agent_id, file=name, reason=str(exc))
                 text += f"\n(file {name} not sent: {exc})"
-        stored = self.spool.put_reply(msg_id=reply.msg_id, seq=reply.seq, agent=slot.agent_id,
-                                      text=text, files=tuple(files))
+        try:
+            stored = self.spool.put_reply(msg_id=reply.msg_id, seq=reply.seq, agent=slot.agent_id,
+                                          text=text, files=tuple(files))
+        except SpoolUnavailable as exc:
+            self._unstored.add(reply.msg_id)
+            log.error("reply_not_stored", agent=slot.agent_id, msg_id=reply.msg_id, error=str(exc),
+                      consequence="the message is delivered again once the spool takes writes")
+            return
         if stored is not None:
-            self._enqueue(stored.platform, stored)
+            self.deliveries.enqueue(stored.platform, stored)
 
     def on_done(self, slot: Slot, message: protocol.Deliver, done: protocol.Done) -> None:
         if done.error:
             log.warning("turn_failed", agent=slot.agent_id, session=message.session_key,
                         msg_id=message.msg_id, error=done.error)
-        if self.spool.finish(message.msg_id, done.error):
-            self._enqueue(message.platform, Finished(message.msg_id, message.session_key, done.error))
-
-    def _enqueue(self, platform: str, item: Outbound) -> None:
-        """Queue behind the conversation's earlier replies.  Each conversation with something
-        to send has one task, so replies keep their order within a conversation while a
-        slow or rate-limited conversation holds up no other."""
-        adapter = self.adapters.get(platform)
-        if adapter is None:
-            log.warning("reply_held", platform=platform, reason="platform not enabled")
-            return
-        key = (platform, item.session_key)
-        queue = self._conversations.get(key)
-        if queue is not None:
-            queue.append(item)
-            return
-        self._conversations[key] = deque([item])
-        assert self._task_group is not None
-        self._task_group.start_soon(self._deliver_conversation, adapter, key)
+        if message.msg_id in self._unstored:  # a reply was lost on the way to the spool:
+            if self.spool.fault is None:  # have the worker say it all again (its ledger has it)
+                self._unstored.discard(message.msg_id)
+                self.supervisor.deliver(slot.agent_id, message)
+            return  # else it stays unfinished until _resume
+        try:
+            acked = self.spool.finish(message.msg_id, done.error)
+        except SpoolUnavailable:
+            return  # unfinished in the spool: _resume delivers it again
+        if acked:
+            self.deliveries.enqueue(message.platform, Finished(message.msg_id, message.session_key, done.error))
 
     def open_messages(self, platform: str, session_key: str) -> list[int]:
         return self.spool.open_messages(platform, session_key)
 
     def retry(self, platform: str, session_key: str) -> None:
-        for reply in self.spool.undelivered(platform, session_key):
-            self._enqueue(platform, Resend(reply))
-
-    async def _deliver_conversation(self, adapter: Adapter, key: tuple[str, str]) -> None:
-        """The only place replies leave: in order, each marked delivered (and its message
-        acked when it was the last) once the adapter has it."""
-        queue = self._conversations[key]
-        delay = 1.0
-        try:
-            while queue:
-                try:
-                    await self._deliver_item(adapter, queue[0])
-                except Exception as exc:  # an adapter's bug must not end the daemon or lose the reply
-                    log.error("delivery_failed", platform=key[0], session=key[1],
-                              error=f"{type(exc).__name__}: {exc}", retry_in=f"{delay:.0f}")
-                    await anyio.sleep(delay)
-                    delay = min(delay * 2, 60.0)
-                    continue
-                queue.popleft()
-                delay = 1.0
-        finally:
-            del self._conversations[key]
-
-    async def _deliver_item(self, adapter: Adapter, item: Outbound) -> None:
-        if isinstance(item, Finished):
-            await adapter.finished(item.msg_id, item.session_key, item.error)
-            return
-        if isinstance(item, Resend):
-            if self.spool.is_delivered(item.reply):
-                return
-            item = item.reply
-        if await adapter.deliver(item) and self.spool.delivered(item):
-            await adapter.finished(item.msg_id, item.session_key, None)
+        self.deliveries.retry(platform, session_key)
 
     def on_typing(self, slot: Slot, typing: protocol.Typing) -> None:
         for message in slot.inflight.values():

@@ -17,12 +17,20 @@ thread, which is cheaper than a hop to a worker thread for sub-millisecond write
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import IntEnum
 from pathlib import Path
 
 import msgspec
+
+
+class SpoolUnavailable(Exception):
+    """The spool cannot take writes (disk full, read-only, I/O error): nothing new may be
+    accepted until it can, since accepting means storing first."""
 
 
 class State(IntEnum):
@@ -89,6 +97,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     UNIQUE (msg_id, seq)
 );
 CREATE INDEX IF NOT EXISTS outbox_open ON outbox (reply_id) WHERE delivered_at IS NULL;
+CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at REAL NOT NULL);
 """
 
 _INBOUND_COLUMNS = "msg_id, platform, external_id, session_key, text, sender, agent, depth"
@@ -115,6 +124,13 @@ class Spool:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.fault: str | None = None  # why writes fail, until one succeeds again
+        try:
+            self._open()
+        except (sqlite3.Error, OSError) as exc:
+            raise SpoolUnavailable(f"cannot open the spool in {self.path.parent}: {exc}") from None
+
+    def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -134,8 +150,51 @@ class Spool:
                 (time.time_ns() // 1000,),
             )
 
+    # ---------------------------------------------------------------- health
+
+    def health(self, min_free: int) -> str | None:
+        """Why the spool cannot take writes now, or None; also clears or sets `fault`.
+
+        Free space is checked first: below `min_free` the daemon stops accepting before
+        SQLite fails mid-write (a WAL can reuse its pages and hide a full disk for a while).
+        A fault left by a failed write is cleared only by a write that succeeds."""
+        try:
+            fs = os.statvfs(self.path.parent)
+        except OSError as exc:
+            self.fault = f"cannot check {self.path.parent}: {exc.strerror}"
+            return self.fault
+        free = fs.f_bavail * fs.f_frsize
+        if fs.f_flag & os.ST_RDONLY:
+            self.fault = f"{self.path.parent} is on a read-only file system"
+        elif free < min_free:
+            self.fault = (f"disk nearly full: {free >> 10} KiB free in {self.path.parent}, "
+                          f"min_free_space is {min_free >> 10} KiB")
+        elif self.fault is not None:
+            try:
+                with self._writing():
+                    self._db.execute("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (time.time(),))
+                self.fault = None
+            except SpoolUnavailable:
+                pass
+        return self.fault
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Around every write: a full or read-only disk or an I/O error becomes
+        SpoolUnavailable (and `fault`), never a crash of whoever was writing."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if self._db.in_transaction:  # a failed COMMIT leaves it open
+                self._db.rollback()
+            self.fault = f"cannot write {self.path}: {exc}"
+            raise SpoolUnavailable(self.fault) from None
+
     def close(self) -> None:
-        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass  # the WAL stays and is replayed at the next open
         self._db.close()
 
     # ---------------------------------------------------------------- inbound
@@ -144,13 +203,14 @@ class Spool:
         """Store a message before anything acts on it.  Returns the entry and whether it is
         new: a platform repeating an update (same `external_id`) gets the stored entry back.
         `routed_to` records which agent the conversation was given to (see has_conversation)."""
-        cursor = self._db.execute(
-            "INSERT INTO inbound (platform, external_id, session_key, sender, agent, depth,"
-            " routed_to, text, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (platform, external_id) DO NOTHING",
-            (message.platform, message.external_id, message.session_key, message.sender,
-             message.agent, message.depth, routed_to, message.text, time.time()),
-        )  # fmt: skip
+        with self._writing():
+            cursor = self._db.execute(
+                "INSERT INTO inbound (platform, external_id, session_key, sender, agent, depth,"
+                " routed_to, text, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (platform, external_id) DO NOTHING",
+                (message.platform, message.external_id, message.session_key, message.sender,
+                 message.agent, message.depth, routed_to, message.text, time.time()),
+            )  # fmt: skip
         if cursor.rowcount:
             return Inbound(msg_id=cursor.lastrowid or 0, **msgspec.structs.asdict(message)), True
         row = self._db.execute(
@@ -197,12 +257,13 @@ class Spool:
     def finish(self, msg_id: int, error: str | None = None) -> bool:
         """The worker is done with `msg_id`.  Returns True if that also acked it (no reply
         is waiting for delivery).  One statement, so one implicit transaction."""
-        row = self._db.execute(
-            "UPDATE inbound SET error = ?, state = CASE WHEN EXISTS (SELECT 1 FROM outbox"
-            " WHERE msg_id = ? AND delivered_at IS NULL) THEN 1 ELSE 2 END"
-            " WHERE msg_id = ? AND state = 0 RETURNING state",
-            (error, msg_id, msg_id),
-        ).fetchone()
+        with self._writing():
+            row = self._db.execute(
+                "UPDATE inbound SET error = ?, state = CASE WHEN EXISTS (SELECT 1 FROM outbox"
+                " WHERE msg_id = ? AND delivered_at IS NULL) THEN 1 ELSE 2 END"
+                " WHERE msg_id = ? AND state = 0 RETURNING state",
+                (error, msg_id, msg_id),
+            ).fetchone()
         return row is not None and row[0] == State.ACKED
 
     # ---------------------------------------------------------------- outbox
@@ -213,12 +274,14 @@ class Spool:
         """Store a reply for delivery to the conversation and platform its message came
         from (never to one the worker names: a worker cannot post elsewhere).  Returns None
         for a (msg_id, seq) already stored: a worker re-running a message it had begun."""
-        row = self._db.execute(
-            "INSERT INTO outbox (msg_id, seq, platform, session_key, agent, text, files)"
-            " SELECT ?, ?, platform, session_key, ?, ?, ? FROM inbound WHERE msg_id = ? AND state = 0"
-            f" ON CONFLICT (msg_id, seq) DO NOTHING RETURNING {_OUTGOING_COLUMNS}",
-            (msg_id, seq, agent, text, msgspec.json.encode(files).decode() if files else None, msg_id),
-        ).fetchone()
+        with self._writing():
+            row = self._db.execute(
+                "INSERT INTO outbox (msg_id, seq, platform, session_key, agent, text, files)"
+                " SELECT ?, ?, platform, session_key, ?, ?, ? FROM inbound WHERE msg_id = ?"
+                f" AND state = 0 ON CONFLICT (msg_id, seq) DO NOTHING RETURNING {_OUTGOING_COLUMNS}",
+                (msg_id, seq, agent, text, msgspec.json.encode(files).decode() if files else None,
+                 msg_id),
+            ).fetchone()  # fmt: skip
         return None if row is None else _outgoing(row)
 
     def undelivered(self, platform: str | None = None, session_key: str | None = None) -> list[Outgoing]:
@@ -251,12 +314,16 @@ class Spool:
 
     def checkpoint(self) -> None:
         """Copy the WAL into the database file.  Safe to call from another thread: it uses
-        a connection of its own, and PASSIVE never blocks the writer."""
-        db = sqlite3.connect(self.path, isolation_level=None)
+        a connection of its own, and PASSIVE never blocks the writer.  A failure is left
+        for `health` to report: the WAL keeps every commit until a checkpoint succeeds."""
         try:
-            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        finally:
-            db.close()
+            db = sqlite3.connect(self.path, isolation_level=None)
+            try:
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                db.close()
+        except sqlite3.Error:
+            pass
 
     def prune(self, older_than: float) -> int:
         """Forget acked messages received before `older_than` (a time.time() value)."""
@@ -279,8 +346,11 @@ class Spool:
             ).rowcount
         )
 
-    def _transaction(self) -> sqlite3.Connection:
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
         # In autocommit mode the connection's context manager does not open a transaction,
         # so BEGIN explicitly; `with self._db` then commits or rolls back.
-        self._db.execute("BEGIN")
-        return self._db
+        with self._writing():
+            self._db.execute("BEGIN")
+            with self._db:
+                yield

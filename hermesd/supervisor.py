@@ -51,6 +51,7 @@ class Slot:
         self.pid: int | None = None
         self.started_at: float | None = None  # time.time() of the last Hello
         self.restarts = 0
+        self.refused = 0  # messages turned away because the queue was full
         self.last_error = ""
         self.logged_error = ""  # the worker's own last error line, joined to its exit
         self.kill_reason = ""  # why we killed it, if we did
@@ -170,6 +171,10 @@ class Supervisor:
         await self.stop(spec.agent_id)
         slot.spec = spec
         self.start(spec.agent_id)
+
+    def queue_full(self, agent_id: str) -> bool:
+        slot = self.slots[agent_id]
+        return len(slot.inflight) >= slot.spec.max_queue
 
     def deliver(self, agent_id: str, message: protocol.Deliver) -> None:
         slot = self.slots[agent_id]

@@ -71,11 +71,12 @@ def peer_refusal(stream: SocketStream) -> str | None:
 class FramedConnection:
     """One client connection: JSON frames in, JSON frames out, one writer at a time."""
 
-    def __init__(self, stream: SocketStream, incoming: Any, outgoing: Any) -> None:
+    def __init__(self, stream: SocketStream, incoming: Any, outgoing: Any,
+                 max_frame: int = 1024 * 1024) -> None:
         self.stream = stream
         self._in = protocol.Codec(incoming, json=True)
         self._out = protocol.Codec(outgoing, json=True)
-        self._reader = protocol.FrameReader(max_frame=1024 * 1024)
+        self._reader = protocol.FrameReader(max_frame=max_frame)
         self._pending: list[Any] = []
         self._lock = anyio.Lock()
         self._raw: socket.socket = stream.extra(SocketAttribute.raw_socket)

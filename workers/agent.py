@@ -3,6 +3,7 @@ keys, and each message is answered once however often it is delivered."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections import deque
 from collections.abc import Callable
 
@@ -69,7 +70,11 @@ class Agent:
             self._send(Log(level="error", event="turn_failed", session_key=message.session_key,
                            fields={"msg_id": str(message.msg_id), "error": error}))
         self._turns += 1
-        self._ledger.record(message.msg_id, replies)
+        try:
+            self._ledger.record(message.msg_id, replies)
+        except sqlite3.Error as exc:  # full disk: answered, but a redelivery would run it again
+            self._send(Log(level="error", event="ledger_not_written", session_key=message.session_key,
+                           fields={"msg_id": str(message.msg_id), "error": str(exc)}))
         self._send(Done(msg_id=message.msg_id, error=error))
 
     def _send_replies(self, message: Deliver, replies: list[Say], first_seq: int = 0) -> None:

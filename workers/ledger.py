@@ -7,6 +7,7 @@ the parent keeps only the first copy of each (msg_id, seq).
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import msgspec
@@ -28,8 +29,11 @@ class Ledger:
         """The replies already given to `msg_id`, or None if it was never finished."""
         db = self._state.db
         if not self._pruned:
-            db.execute("DELETE FROM handled WHERE handled_at < ?", (time.time() - KEEP_SECONDS,))
-            self._pruned = True
+            try:
+                db.execute("DELETE FROM handled WHERE handled_at < ?", (time.time() - KEEP_SECONDS,))
+                self._pruned = True
+            except sqlite3.OperationalError:
+                pass  # a full disk: prune at a later turn
         row = db.execute("SELECT replies FROM handled WHERE msg_id = ?", (msg_id,)).fetchone()
         return None if row is None else [Say(*reply) for reply in _DECODE.decode(row[0])]
 

@@ -21,7 +21,8 @@ class Inbox(Protocol):
     def receive(self, message: Incoming) -> tuple[Inbound, Route, bool]:
         """Spool a message, then route and deliver it.  Returns the entry, where it went,
         and False if its `external_id` was seen before (nothing new was delivered).  When it
-        returns, the message is on disk: the adapter may acknowledge it to the platform."""
+        returns, the message is on disk: the adapter may acknowledge it to the platform.
+        Raises SpoolUnavailable when it could not be stored: acknowledge nothing."""
         ...
 
     def open_messages(self, platform: str, session_key: str) -> list[int]:

@@ -20,11 +20,12 @@ from hermesd.config import ConfigError, DiscordConfig
 from hermesd.platforms import Directory, Inbox, permitted
 from hermesd.platforms.formatting import split, utf16_len
 from hermesd.platforms.typing_indicator import TypingIndicator
-from hermesd.spool import Incoming, Outgoing
+from hermesd.spool import Incoming, Outgoing, SpoolUnavailable
 
 NAME = "discord"
 MAX_CHARS = 2000
 MAX_DOWNLOAD = 25 * 1024 * 1024
+UNAVAILABLE = "Sorry, I cannot take messages right now. Please send that again in a while."
 
 
 def session_key(message: discord.Message, channel_sessions: str) -> str:
@@ -162,10 +163,17 @@ class DiscordPlatform:
             text += f"\n[attached file: {path}]"
         if not text.strip():
             return
-        self._inbox.receive(Incoming(
-            platform=NAME, external_id=str(message.id), session_key=key, text=text,
-            sender=str(message.author.id),
-        ))  # fmt: skip
+        try:
+            self._inbox.receive(Incoming(
+                platform=NAME, external_id=str(message.id), session_key=key, text=text,
+                sender=str(message.author.id),
+            ))  # fmt: skip
+        except SpoolUnavailable as exc:  # the gateway will not replay it: tell the sender
+            log.error("discord_message_refused", session=key, error=str(exc))
+            try:
+                await message.channel.send(UNAVAILABLE)
+            except (discord.DiscordException, OSError) as send_exc:
+                log.warning("discord_send_failed", session=key, error=str(send_exc))
 
     @staticmethod
     def _addressed(message: discord.Message, bot_id: int) -> bool:

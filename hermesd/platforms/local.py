@@ -15,7 +15,7 @@ from anyio.abc import SocketStream, TaskStatus
 
 from hermesd import log, protocol, unixsock
 from hermesd.platforms import Inbox
-from hermesd.spool import Incoming, Outgoing
+from hermesd.spool import Incoming, Outgoing, SpoolUnavailable
 
 NAME = "local"
 
@@ -89,10 +89,14 @@ class LocalPlatform:
                 await connection.send(protocol.LocalError("hermesd is shutting down"))
                 return
             await self._attach(connection, request.session_key, keys, announce=False)
-            entry, route, _new = self._inbox.receive(Incoming(
-                platform=NAME, external_id=request.client_id, session_key=request.session_key,
-                text=request.text, sender="local", agent=request.agent,
-            ))  # fmt: skip
+            try:
+                entry, route, _new = self._inbox.receive(Incoming(
+                    platform=NAME, external_id=request.client_id, session_key=request.session_key,
+                    text=request.text, sender="local", agent=request.agent,
+                ))  # fmt: skip
+            except SpoolUnavailable as exc:
+                await connection.send(protocol.LocalError(f"not accepted, send it again later: {exc}"))
+                return
             await connection.send(protocol.LocalAccepted(request.client_id, entry.msg_id, route.agent))
         else:
             await connection.send(protocol.LocalError(f"unexpected {type(request).__name__}"))

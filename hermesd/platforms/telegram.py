@@ -38,10 +38,11 @@ from hermesd.platforms import telegram_updates as updates
 from hermesd.platforms.formatting import render
 from hermesd.platforms.typing_indicator import TypingIndicator
 from hermesd.ratelimit import FloodGate
-from hermesd.spool import Incoming, Outgoing
+from hermesd.spool import Incoming, Outgoing, SpoolUnavailable
 
 NAME = "telegram"
 POLL_TIMEOUT = 25  # seconds a getUpdates call waits for news
+PAUSE = 5.0  # seconds to wait while the spool cannot store updates
 MAX_DOWNLOAD = 20 * 1024 * 1024  # the Bot API serves files up to 20 MB anyway
 COMMANDS = [("new", "start a fresh conversation"), ("reset", "same as /new"),
             ("status", "agent, model, session and token use"), ("help", "what I can do")]
@@ -136,7 +137,14 @@ class TelegramPlatform:
             for raw in batch if isinstance(batch, list) else []:
                 update_id = raw.get("update_id") if isinstance(raw, dict) else None
                 if isinstance(update_id, int):
-                    await self._take(raw, update_id)  # spooled before the offset moves
+                    try:
+                        await self._take(raw, update_id)  # spooled before the offset moves
+                    except SpoolUnavailable as exc:  # Telegram keeps it; fetch it again later
+                        self._set_state("paused", str(exc))
+                        log.warning("telegram_paused", update_id=update_id, error=str(exc),
+                                    retry_in=f"{PAUSE:.0f}")
+                        await anyio.sleep(PAUSE)
+                        break
                     offset = max(offset or 0, update_id + 1)
                 else:
                     log.warning("telegram_update_skipped", reason="no update_id")

@@ -88,13 +88,16 @@ class Daemon:
 
     Routes send `local:bench-<i>` to agent i (modulo the agent count) for i < max(agents,
     sessions), so clients can use the routes or pin with `agent=`.  `echo_delay` overrides
-    that setting per agent id (used by the reload test).
+    that setting per agent id (used by the reload test); `settings` adds TOML lines to an
+    agent's table.
     """
 
-    def __init__(self, agents: int, echo_delay: dict[str, float] | None = None, sessions: int = 0) -> None:
+    def __init__(self, agents: int, echo_delay: dict[str, float] | None = None, sessions: int = 0,
+                 settings: dict[str, list[str]] | None = None) -> None:
         self.agents = agents
         self.sessions = max(agents, sessions)  # routes for local:bench-0 .. -<sessions-1>
         self.echo_delay = dict(echo_delay or {})
+        self.settings = dict(settings or {})
         self.dir = Path(tempfile.mkdtemp(prefix="hermesd-bench-"))
         self.config = self.dir / "hermesd.toml"
         self.control = self.dir / "run" / "control.sock"
@@ -116,6 +119,7 @@ class Daemon:
             lines += [f"[agents.{agent_id(i)}]", 'runtime = "echo"']
             if agent_id(i) in self.echo_delay:
                 lines.append(f"echo_delay = {self.echo_delay[agent_id(i)]}")
+            lines += self.settings.get(agent_id(i), [])
         for i in range(self.sessions):
             lines += ["[[routes]]", f'match = "{session_key(i)}"', f'agent = "{agent_id(i % self.agents)}"']
         self.config.write_text("\n".join(lines) + "\n")

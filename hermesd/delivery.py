@@ -1,0 +1,131 @@
+"""Replies out: the only place they leave the daemon for a platform.
+
+Each conversation with something to send has one task and a queue, so replies keep their
+order within a conversation while a slow or rate-limited conversation holds up no other.
+A reply is marked delivered in the spool once the adapter has it, and its message is acked
+when that was its last reply (DESIGN §5).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import anyio
+import msgspec
+from anyio.abc import TaskGroup, TaskStatus
+
+from hermesd import log
+from hermesd.platforms import Adapter
+from hermesd.spool import Outgoing, Spool, SpoolUnavailable
+
+RETRY_MAX = 60.0  # seconds between attempts at an adapter that keeps failing
+
+
+class Finished(msgspec.Struct, frozen=True):
+    """Every reply of this message has been delivered: adapters may say so."""
+
+    msg_id: int
+    session_key: str
+    error: str | None
+
+
+class Resend(msgspec.Struct, frozen=True):
+    """A stored reply queued again because a client came back for it; it may have been
+    delivered meanwhile, which plain replies need not be checked for."""
+
+    reply: Outgoing
+
+    @property
+    def session_key(self) -> str:
+        return self.reply.session_key
+
+
+Outbound = Outgoing | Finished | Resend
+
+
+class Deliveries:
+    def __init__(self, spool: Spool, adapters: dict[str, Adapter]) -> None:
+        self._spool = spool
+        self._adapters = adapters
+        self._conversations: dict[tuple[str, str], deque[Outbound]] = {}
+        self._unrecorded: list[Outgoing] = []  # delivered while the spool took no writes
+        self._task_group: TaskGroup | None = None
+        self._empty = anyio.Event()
+        self._empty.set()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Own the conversation tasks until cancelled."""
+        async with anyio.create_task_group() as self._task_group:
+            task_status.started()
+            await anyio.sleep_forever()
+
+    def enqueue(self, platform: str, item: Outbound) -> None:
+        """Queue behind the conversation's earlier replies."""
+        adapter = self._adapters.get(platform)
+        if adapter is None:
+            log.warning("reply_held", platform=platform, reason="platform not enabled")
+            return
+        key = (platform, item.session_key)
+        queue = self._conversations.get(key)
+        if queue is not None:
+            queue.append(item)
+            return
+        self._conversations[key] = deque([item])
+        self._empty = anyio.Event()
+        assert self._task_group is not None
+        self._task_group.start_soon(self._deliver_conversation, adapter, key)
+
+    def retry(self, platform: str, session_key: str) -> None:
+        """Queue a conversation's undelivered replies again (a client came back for them)."""
+        for reply in self._spool.undelivered(platform, session_key):
+            self.enqueue(platform, Resend(reply))
+
+    async def flushed(self) -> None:
+        """Return once nothing is waiting to be sent (for a graceful stop)."""
+        await self._empty.wait()
+
+    def record_unrecorded(self) -> None:
+        """The spool takes writes again: mark what went out meanwhile as delivered."""
+        while self._unrecorded:
+            reply = self._unrecorded[0]
+            if self._spool.delivered(reply):
+                self.enqueue(reply.platform, Finished(reply.msg_id, reply.session_key, None))
+            self._unrecorded.pop(0)
+
+    async def _deliver_conversation(self, adapter: Adapter, key: tuple[str, str]) -> None:
+        queue = self._conversations[key]
+        delay = 1.0
+        try:
+            while queue:
+                try:
+                    await self._deliver_item(adapter, queue[0])
+                except Exception as exc:  # an adapter's bug must not end the daemon or lose the reply
+                    log.error("delivery_failed", platform=key[0], session=key[1],
+                              error=f"{type(exc).__name__}: {exc}", retry_in=f"{delay:.0f}")
+                    await anyio.sleep(delay)
+                    delay = min(delay * 2, RETRY_MAX)
+                    continue
+                queue.popleft()
+                delay = 1.0
+        finally:
+            del self._conversations[key]
+            if not self._conversations:
+                self._empty.set()
+
+    async def _deliver_item(self, adapter: Adapter, item: Outbound) -> None:
+        if isinstance(item, Finished):
+            await adapter.finished(item.msg_id, item.session_key, item.error)
+            return
+        if isinstance(item, Resend):
+            if self._spool.is_delivered(item.reply):
+                return
+            item = item.reply
+        if not await adapter.deliver(item):
+            return  # nobody to take it now: it stays in the outbox
+        try:
+            acked = self._spool.delivered(item)
+        except SpoolUnavailable:  # it went out; say so once the spool can record it
+            self._unrecorded.append(item)
+            return
+        if acked:
+            await adapter.finished(item.msg_id, item.session_key, None)
