@@ -47,6 +47,16 @@ class LLMSpec(msgspec.Struct, frozen=True, kw_only=True):
     max_retries: int = 2
 
 
+class RunAs(msgspec.Struct, frozen=True, kw_only=True):
+    """The user a root daemon's workers become (`[daemon] user`), resolved when the
+    config is loaded so that a worker needs no user database lookup of its own."""
+
+    user: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...] = ()
+
+
 class WorkerSpec(msgspec.Struct, frozen=True, kw_only=True):
     """Everything a worker needs to become one agent.  Two specs that compare equal mean
     a reload leaves that agent's process alone."""
@@ -62,6 +72,7 @@ class WorkerSpec(msgspec.Struct, frozen=True, kw_only=True):
     echo_delay: float = 0.0
     history_budget: int = 48_000
     max_tool_steps: int = 8
+    run_as: RunAs | None = None
 
 
 # --------------------------------------------------------------------------- parent -> worker

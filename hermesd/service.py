@@ -20,6 +20,7 @@ from anyio.abc import TaskGroup
 
 from hermesd import attachments, config, log, protocol
 from hermesd.control import Control
+from hermesd.daemon import share_state_dir
 from hermesd.platforms import Adapter, agents, local
 from hermesd.routing import Route, Router
 from hermesd.sdnotify import Notifier
@@ -387,6 +388,7 @@ class Service:
             except config.ConfigError as exc:
                 log.error("reload_rejected", error=str(exc))
                 raise
+            share_state_dir(new)  # [daemon] user may have changed
             self.notifier.reloading()
             old_specs = {agent_id: slot.spec for agent_id, slot in self.supervisor.slots.items()}
             new_specs = new.worker_specs()
