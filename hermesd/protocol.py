@@ -182,10 +182,13 @@ WorkerFrame = Hello | Reply | Typing | Done | Pong | Log | Inject | Ask
 
 
 class SpawnRequest(msgspec.Struct, tag=True, frozen=True):
-    """Sent with the worker's end of its socketpair attached (SCM_RIGHTS)."""
+    """Sent with the worker's end of its socketpair attached (SCM_RIGHTS).  The agent's
+    API key rides here, not in the spec: a spec is compared, logged and shown."""
 
     request_id: int
     spec: WorkerSpec
+    api_key: str | None = None
+    api_key_problem: str | None = None  # why a configured key could not be read
 
 
 class Spawned(msgspec.Struct, tag=True, frozen=True):
