@@ -34,7 +34,7 @@ class Control:
     async def _connection(self, stream: SocketStream) -> None:
         connection = unixsock.FramedConnection(stream, protocol.ControlRequest, protocol.ControlReply)
         async with stream:
-            refusal = unixsock.peer_refusal(stream)
+            refusal = unixsock.peer_refusal(stream, self.service.supervisor.worker_pids())
             if refusal:
                 log.warning("control_refused", reason=refusal)
                 await connection.refuse(protocol.ControlReply(False, error=f"permission denied: {refusal}"))

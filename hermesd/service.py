@@ -92,7 +92,8 @@ class Service:
             self.adapters[telegram.NAME] = telegram.TelegramPlatform(cfg.platforms.telegram, self, self)
         if cfg.platforms.local.enabled:
             local_path = Path(cfg.platforms.local.socket or runtime_dir / "local.sock")
-            self.adapters[local.NAME] = local.LocalPlatform(local_path, self)
+            self.adapters[local.NAME] = local.LocalPlatform(local_path, self,
+                                                            self.supervisor.worker_pids)
 
     # ---------------------------------------------------------------- main loop
 
