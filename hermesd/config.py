@@ -12,6 +12,7 @@ import difflib
 import json
 import operator
 import os
+import pwd
 import re
 from functools import reduce
 from types import UnionType
@@ -70,6 +71,8 @@ class DaemonConfig(_Section):
     runtime_dir: str = "/run/hermesd"
     default_agent: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    user: str | None = None
+    """Workers of a daemon started as root run as this user (see `Config.run_as`)."""
     heartbeat_interval: Seconds = 5.0
     heartbeat_timeout: Seconds = 20.0
     backoff_initial: Seconds = 0.5
@@ -204,6 +207,8 @@ class Config(_Section):
     agents: dict[str, AgentConfig] = {}
     routes: list[Route] = []
     source: str = "<string>"
+    run_as: protocol.RunAs | None = None
+    """`daemon.user` resolved at load (not a config key)."""
 
     def worker_spec(self, agent_id: str) -> protocol.WorkerSpec:
         """What the worker for `agent_id` runs with.  Built only from config values, so
@@ -227,6 +232,7 @@ class Config(_Section):
             echo_delay=agent.echo_delay,
             history_budget=agent.history_budget,
             max_tool_steps=agent.max_tool_steps,
+            run_as=self.run_as,
         )
 
     def worker_specs(self) -> dict[str, protocol.WorkerSpec]:
@@ -394,6 +400,7 @@ class _Loader:
             agents={aid: self.agent(aid, value, daemon) for aid, value in doc.agents.items()},
             routes=[self.route(value, ("routes", i)) for i, value in enumerate(doc.routes)],
             source=self.source,
+            run_as=self.run_as(daemon.user),
         )
         self.check_references(config)
         return config
@@ -436,6 +443,17 @@ class _Loader:
         if daemon.backoff_max < daemon.backoff_initial:
             raise self.error(("daemon", "backoff_max"), "must be at least backoff_initial")
         return daemon
+
+    def run_as(self, user: str | None) -> protocol.RunAs | None:
+        """Look the user up now: a typo must fail the load, not every worker's start."""
+        if user is None:
+            return None
+        try:
+            entry = pwd.getpwnam(user)
+        except KeyError:
+            raise self.error(("daemon", "user"), f'no user "{user}" on this system') from None
+        groups = tuple(sorted(set(os.getgrouplist(user, entry.pw_gid))))
+        return protocol.RunAs(user=user, uid=entry.pw_uid, gid=entry.pw_gid, groups=groups)
 
     def llm(self, raw: Any, path: KeyPath) -> LLMConfig:
         llm: LLMConfig = self.convert(raw, LLMConfig, path)

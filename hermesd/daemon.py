@@ -25,6 +25,34 @@ class RuntimeDirTaken(Exception):
     pass
 
 
+class CannotDropPrivileges(Exception):
+    pass
+
+
+def check_user(cfg: config.Config) -> None:
+    """Only root can make workers another user: an unprivileged daemon asked to would
+    otherwise start workers that all fail."""
+    run_as, uid = cfg.run_as, os.geteuid()
+    if run_as is not None and uid != 0 and uid != run_as.uid:
+        raise CannotDropPrivileges(
+            f'[daemon] user = "{run_as.user}" needs hermesd to be started as root '
+            f"(it runs as uid {uid}); remove the key or start it as root")
+
+
+def share_state_dir(cfg: config.Config) -> None:
+    """Let workers of `[daemon] user` reach their workspaces: the state directory and its
+    agents/ become group-owned by the user's group, mode 0750 (the daemon's own files in
+    it, such as spool.db, stay root's and private).  Called at start and on reload."""
+    run_as = cfg.run_as
+    if run_as is None or os.geteuid() != 0:
+        return
+    state_dir = Path(cfg.daemon.state_dir)
+    for directory in (state_dir, state_dir / "agents"):
+        directory.mkdir(mode=0o750, parents=True, exist_ok=True)
+        os.chown(directory, -1, run_as.gid)
+        os.chmod(directory, 0o750)
+
+
 def claim_runtime_dir(runtime_dir: Path) -> int:
     """Lock `<runtime_dir>/hermesd.pid` for the daemon's lifetime; returns the descriptor.
 
@@ -75,9 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config.load(config_path) if config_path else config.embedded_default()
         log.configure(cfg.daemon.log_level)
+        check_user(cfg)
         lock_fd = claim_runtime_dir(Path(cfg.daemon.runtime_dir))
         Path(cfg.daemon.state_dir).mkdir(mode=0o750, parents=True, exist_ok=True)
-    except (config.ConfigError, RuntimeDirTaken, OSError) as exc:
+        share_state_dir(cfg)
+    except (config.ConfigError, RuntimeDirTaken, CannotDropPrivileges, OSError) as exc:
         print(f"hermesd: {exc}", file=sys.stderr)
         return EXIT_FAILURE
 

@@ -47,6 +47,16 @@ class LLMSpec(msgspec.Struct, frozen=True, kw_only=True):
     max_retries: int = 2
 
 
+class RunAs(msgspec.Struct, frozen=True, kw_only=True):
+    """The user a root daemon's workers become (`[daemon] user`), resolved when the
+    config is loaded so that a worker needs no user database lookup of its own."""
+
+    user: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...] = ()
+
+
 class WorkerSpec(msgspec.Struct, frozen=True, kw_only=True):
     """Everything a worker needs to become one agent.  Two specs that compare equal mean
     a reload leaves that agent's process alone."""
@@ -63,6 +73,7 @@ class WorkerSpec(msgspec.Struct, frozen=True, kw_only=True):
     echo_delay: float = 0.0
     history_budget: int = 48_000
     max_tool_steps: int = 8
+    run_as: RunAs | None = None
 
 
 # --------------------------------------------------------------------------- parent -> worker
@@ -172,10 +183,13 @@ WorkerFrame = Hello | Reply | Typing | Done | Pong | Log | Inject | Ask
 
 
 class SpawnRequest(msgspec.Struct, tag=True, frozen=True):
-    """Sent with the worker's end of its socketpair attached (SCM_RIGHTS)."""
+    """Sent with the worker's end of its socketpair attached (SCM_RIGHTS).  The agent's
+    API key rides here, not in the spec: a spec is compared, logged and shown."""
 
     request_id: int
     spec: WorkerSpec
+    api_key: str | None = None
+    api_key_problem: str | None = None  # why a configured key could not be read
 
 
 class Spawned(msgspec.Struct, tag=True, frozen=True):

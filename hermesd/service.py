@@ -18,6 +18,7 @@ from anyio.abc import TaskGroup
 
 from hermesd import attachments, config, log, protocol
 from hermesd.control import Control
+from hermesd.daemon import share_state_dir
 from hermesd.delivery import Deliveries, Finished
 from hermesd.platforms import Adapter, agents, local
 from hermesd.routing import Route, Router
@@ -69,7 +70,8 @@ class Service:
             self.adapters[telegram.NAME] = telegram.TelegramPlatform(cfg.platforms.telegram, self, self)
         if cfg.platforms.local.enabled:
             local_path = Path(cfg.platforms.local.socket or runtime_dir / "local.sock")
-            self.adapters[local.NAME] = local.LocalPlatform(local_path, self)
+            self.adapters[local.NAME] = local.LocalPlatform(local_path, self,
+                                                            self.supervisor.worker_pids)
 
     # ---------------------------------------------------------------- main loop
 
@@ -403,6 +405,7 @@ class Service:
             except config.ConfigError as exc:
                 log.error("reload_rejected", error=str(exc))
                 raise
+            share_state_dir(new)  # [daemon] user may have changed
             self.notifier.reloading()
             old_specs = {agent_id: slot.spec for agent_id, slot in self.supervisor.slots.items()}
             new_specs = new.worker_specs()

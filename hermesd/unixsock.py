@@ -8,7 +8,7 @@ import os
 import pwd
 import socket
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +50,20 @@ async def serve(
         await listener.serve(guarded)
 
 
-def peer_refusal(stream: SocketStream) -> str | None:
+def peer_refusal(stream: SocketStream, worker_pids: Collection[int]) -> str | None:
     """Why this peer may not talk to us, or None.  Allowed: root, our own uid, and members
     of our group (the file mode already says so; SO_PEERCRED makes it hold even if the
-    socket file's mode or owner is changed)."""
+    socket file's mode or owner is changed) -- unless it is an agent worker or something a
+    worker started.  Workers run with our uid when no `[daemon] user` is set, but must not
+    stop other agents or talk to them behind the router; each worker calls setsid(), so
+    its session id, inherited by every process it starts, is its pid."""
     sock: socket.socket = stream.extra(SocketAttribute.raw_socket)
-    _pid, uid, gid = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+    pid, uid, gid = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+    try:
+        if os.getsid(pid) in worker_pids:
+            return "connections from agent workers are not accepted"
+    except ProcessLookupError:
+        return f"peer process {pid} is gone"
     our_gid = os.getgid()
     if uid in (0, os.getuid()) or gid == our_gid:
         return None

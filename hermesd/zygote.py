@@ -9,22 +9,35 @@ Who reaps whom: the daemon is a child subreaper, and the zygote double-forks (zy
 short-lived intermediate -> worker).  The intermediate exits at once, so the worker is
 reparented to the daemon, which reaps it and whose death kills it (PDEATHSIG).  The zygote
 only ever waits for its own intermediates and never accumulates children.
+
+Secrets: the zygote drops every environment variable but a few harmless ones as soon as it
+is forked, so no worker inherits the bot tokens or other agents' API keys from the daemon's
+environment.  Each worker gets its own agent's key alone, read by the daemon and carried
+by its spawn request.
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import re
 import signal
 import socket
 import struct
 import traceback
 
-from hermesd import protocol
+from hermesd import apikeys, protocol
 
 _REQUESTS = protocol.Codec(protocol.SpawnRequest)
 _REPLIES = protocol.Codec(protocol.ZygoteFrame)
 _PID = struct.Struct(">i")
+
+WORKER_ENVIRONMENT = re.compile(
+    r"PATH|HOME|TZ|TMPDIR|LANG|LANGUAGE|LC_[A-Z_]+|SSL_CERT_FILE|SSL_CERT_DIR"
+    r"|(?i:(http|https|all|no)_proxy)"
+)
+"""What workers keep of the daemon's environment: locale, time zone, temp dir, and what
+httpx reads to reach a provider (proxies; CA files for anything not using our context)."""
 
 
 class ZygoteError(Exception):
@@ -67,6 +80,7 @@ def _serve(channel: socket.socket, daemon_pid: int) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the daemon's to handle
     sandbox.die_with(daemon_pid)
     setproctitle("hermesd: zygote")
+    keep_harmless_environment()
     worker_main.warm_up()
     gc.collect()
     gc.freeze()
@@ -88,11 +102,21 @@ def _serve(channel: socket.socket, daemon_pid: int) -> int:
         channel.send(_REPLIES.encode(reply))
 
 
+def keep_harmless_environment() -> None:
+    """Drop every variable WORKER_ENVIRONMENT does not name, from os.environ and from the
+    C environ (unsetenv).  Only after the first setproctitle: that finds argv by walking
+    back from the original environ (so it must still be intact), moves the environment to
+    the heap, and overwrites the original block, which is what /proc/<pid>/environ shows."""
+    for name in [name for name in os.environ if not WORKER_ENVIRONMENT.fullmatch(name)]:
+        del os.environ[name]
+
+
 def _spawn(
     channel: socket.socket, worker_fd: int, request: protocol.SpawnRequest, daemon_pid: int
 ) -> int:
     """Double-fork one worker and return its pid."""
-    from workers import main as worker_main  # already imported by _serve: a dict lookup
+    from workers import llm  # already imported by _serve: dict lookups
+    from workers import main as worker_main
 
     read_end, write_end = os.pipe()
     intermediate = os.fork()
@@ -103,6 +127,7 @@ def _spawn(
             if worker == 0:
                 os.close(write_end)
                 channel.close()
+                llm.use_api_key(request.api_key, request.api_key_problem)
                 worker_main.run(worker_fd, request.spec, daemon_pid)  # never returns
             os.write(write_end, _PID.pack(worker))
         finally:
@@ -136,7 +161,8 @@ class Zygote:
 
         async with self._lock:
             self._next_id += 1
-            request = protocol.SpawnRequest(self._next_id, spec)
+            key = apikeys.resolve(spec.llm)
+            request = protocol.SpawnRequest(self._next_id, spec, key.value, key.problem)
             try:
                 await anyio.wait_writable(self._channel)
                 socket.send_fds(self._channel, [_REQUESTS.encode(request)], [worker_socket.fileno()])

@@ -9,12 +9,10 @@ chat user, and the detail for the log.  The API key never appears in either.
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import secrets
 import ssl
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -127,28 +125,17 @@ _encoder = msgspec.json.Encoder()
 _UNREADABLE = "The model's answer could not be read."
 
 
-def read_api_key(spec: LLMSpec) -> str | None:
-    """The key from `api_key_env` or else `api_key_file`; None if neither is configured.
-    A key that is configured but absent is an error now, not a 401 at the first message."""
-    if spec.api_key_env is None and spec.api_key_file is None:
-        return None
-    problems = []
-    if spec.api_key_env is not None:
-        key = os.environ.get(spec.api_key_env, "").strip()
-        if key:
-            return key
-        problems.append(f"environment variable {spec.api_key_env} is not set or empty")
-    if spec.api_key_file is not None:
-        try:
-            key = Path(spec.api_key_file).read_text().strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            problems.append(f"cannot read API key file {spec.api_key_file}: {exc}")
-        else:
-            if key:
-                return key
-            problems.append(f"API key file {spec.api_key_file} is empty")
-    raise LLMError("The model's API key is missing; please ask the operator to check it.",
-                   "; ".join(problems))
+MISSING_KEY = "The model's API key is missing; please ask the operator to check it."
+_api_key: str | None = None
+_api_key_problem: str | None = None
+
+
+def use_api_key(key: str | None, problem: str | None = None) -> None:
+    """Set this worker's API key, as the daemon read it when it spawned the worker.  The
+    worker reads no key itself: its environment holds no secrets, and key files may be
+    root's.  `problem`: why a configured key could not be read."""
+    global _api_key, _api_key_problem
+    _api_key, _api_key_problem = key, problem
 
 
 def _status_error(status: int, text: str, retry_after: float | None = None) -> LLMError:
@@ -183,7 +170,9 @@ class LLMClient:
 
     def __init__(self, spec: LLMSpec, *, timeout: float = 120.0, max_retries: int = 3,
                  backoff: float = 1.0, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._key = read_api_key(spec)
+        if _api_key_problem:  # an error now, not a 401 at the first message
+            raise LLMError(MISSING_KEY, _api_key_problem)
+        self._key = _api_key
         self._model = spec.model
         self._url = spec.base_url.rstrip("/") + "/chat/completions"
         self._max_retries = max_retries

@@ -46,6 +46,7 @@ def run(fd: int, spec: protocol.WorkerSpec, daemon_pid: int) -> NoReturn:
     code = 1
     try:
         os.setsid()
+        sandbox.become(spec.run_as, Path(spec.workspace))
         sandbox.die_with(daemon_pid)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         setproctitle(f"hermesd: agent {spec.agent_id}")

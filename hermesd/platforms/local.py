@@ -8,6 +8,7 @@ message sent before a restart is answered to whoever reconnects to its conversat
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import anyio
@@ -23,9 +24,10 @@ NAME = "local"
 class LocalPlatform:
     name = NAME
 
-    def __init__(self, path: Path, inbox: Inbox) -> None:
+    def __init__(self, path: Path, inbox: Inbox, worker_pids: Callable[[], Collection[int]]) -> None:
         self.path = path
         self._inbox = inbox
+        self._worker_pids = worker_pids  # refused as peers: agents talk through the router
         self._attached: defaultdict[str, set[unixsock.FramedConnection]] = defaultdict(set)
         self._intake_open = True
 
@@ -63,7 +65,7 @@ class LocalPlatform:
         connection = unixsock.FramedConnection(stream, protocol.LocalFrame, protocol.LocalFrame)
         keys: set[str] = set()
         async with stream:
-            refusal = unixsock.peer_refusal(stream)
+            refusal = unixsock.peer_refusal(stream, self._worker_pids())
             if refusal:
                 log.warning("local_refused", reason=refusal)
                 await connection.refuse(protocol.LocalError(f"permission denied: {refusal}"))

@@ -168,6 +168,11 @@ def test_equal_configs_give_equal_specs():
     assert loads(BASE).worker_specs() == loads(BASE, "other.toml").worker_specs()
 
 
+def test_daemon_user_is_resolved_into_every_worker_spec():
+    spec = loads(with_line('default_agent = "home"', 'user = "root"')).worker_spec("coder")
+    assert spec.run_as == protocol.RunAs(user="root", uid=0, gid=0, groups=(0,))
+
+
 def test_changing_one_agent_changes_only_its_spec():
     old = loads(BASE).worker_specs()
     new = loads(with_line('runtime = "echo"', 'echo_delay = 2')).worker_specs()
@@ -200,6 +205,12 @@ def test_error_message_is_file_line_key_message():
         "hermesd.toml:2: agents.coder.runtime: "
         'expected one of "echo", "openai", "hermes", got "ecko"'
     )
+
+
+def test_unknown_daemon_user_names_its_line():
+    error = error_of(with_line('default_agent = "home"', 'user = "no-such-user-x"'))
+    assert (error.line, error.key) == (4, "daemon.user")
+    assert error.message == 'no user "no-such-user-x" on this system'
 
 
 def test_unknown_top_level_table_names_its_line():

@@ -4,20 +4,20 @@ retries, and what it tells the user when it gives up."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 
 from hermesd.protocol import LLMSpec
 from workers.llm import (
+    MISSING_KEY,
     ChatMessage,
     FunctionCall,
     LLMClient,
     LLMError,
     ToolCall,
-    read_api_key,
+    use_api_key,
 )
 
 KEY = "sk-test-secret-123"
@@ -27,6 +27,14 @@ TOOLS = [{"type": "function", "function": {"name": "get_time", "parameters": {"t
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def with_key() -> Iterator[None]:
+    """The worker was given KEY by the daemon."""
+    use_api_key(KEY)
+    yield
+    use_api_key(None)
 
 
 def answer(content: str = "hello", **extra: object) -> httpx.Response:
@@ -64,8 +72,7 @@ async def run(script: Script, spec: LLMSpec | None = None, tools: list[dict] | N
 
 
 @pytest.mark.anyio
-async def test_request_shape_with_key_and_tools(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEST_LLM_KEY", KEY)
+async def test_request_shape_with_key_and_tools(with_key: None) -> None:
     script = Script(answer())
     spec = LLMSpec(base_url="http://llm.test/v1/", model="gpt-x", api_key_env="TEST_LLM_KEY")
     async with script.client(spec) as client:
@@ -174,9 +181,7 @@ async def test_429_user_message_when_exhausted() -> None:
 @pytest.mark.parametrize(("status", "words"), [
     (401, "refused the API key"), (403, "refused the API key"),
     (404, "not found"), (400, "rejected")])
-async def test_client_errors_are_not_retried(status: int, words: str,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEST_LLM_KEY", KEY)
+async def test_client_errors_are_not_retried(status: int, words: str, with_key: None) -> None:
     spec = LLMSpec(base_url="http://llm.test", model="m", api_key_env="TEST_LLM_KEY")
     script = Script(httpx.Response(status, text=f"Incorrect API key provided: {KEY}"))
     with pytest.raises(LLMError) as caught:
@@ -221,34 +226,11 @@ async def test_timeout_reports_a_timeout() -> None:
     assert "ReadTimeout" in str(caught.value)
 
 
-def test_key_from_file(tmp_path: Path) -> None:
-    path = tmp_path / "key"
-    path.write_text(f"  {KEY}\n")
-    assert read_api_key(LLMSpec(base_url="u", model="m", api_key_file=str(path))) == KEY
-
-
-def test_key_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEST_LLM_KEY", f"{KEY}\n")
-    assert read_api_key(LLMSpec(base_url="u", model="m", api_key_env="TEST_LLM_KEY")) == KEY
-
-
-def test_no_key_configured() -> None:
-    assert read_api_key(LLMSpec(base_url="u", model="m")) is None
-
-
-def test_missing_env_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("TEST_LLM_KEY", raising=False)
-    spec = LLMSpec(base_url="u", model="m", api_key_env="TEST_LLM_KEY")
-    with pytest.raises(LLMError, match="TEST_LLM_KEY") as caught:
-        read_api_key(spec)
-    assert not caught.value.retryable and "API key" in caught.value.user_message
-    with pytest.raises(LLMError):
-        LLMClient(spec)  # the client refuses to start without it
-
-
-def test_missing_or_empty_key_file(tmp_path: Path) -> None:
-    with pytest.raises(LLMError, match="cannot read"):
-        read_api_key(LLMSpec(base_url="u", model="m", api_key_file=str(tmp_path / "nope")))
-    (tmp_path / "empty").write_text("\n")
-    with pytest.raises(LLMError, match="empty"):
-        read_api_key(LLMSpec(base_url="u", model="m", api_key_file=str(tmp_path / "empty")))
+def test_client_refuses_to_start_without_a_configured_key() -> None:
+    use_api_key(None, "environment variable TEST_LLM_KEY is not set or empty")
+    try:
+        with pytest.raises(LLMError, match="TEST_LLM_KEY") as caught:
+            LLMClient(LLMSpec(base_url="u", model="m", api_key_env="TEST_LLM_KEY"))
+    finally:
+        use_api_key(None)
+    assert not caught.value.retryable and caught.value.user_message == MISSING_KEY
