@@ -28,6 +28,7 @@ from hermesd.supervisor import Slot, State, Supervisor
 from hermesd.zygote import Zygote
 
 PRUNE_AFTER = 7 * 86400  # keep acked messages this long to recognise repeated updates
+BUSY_NOTICE_EVERY = 10.0  # seconds: one "busy" reply per conversation in this time
 CHECKPOINT_INTERVAL = 1.0  # seconds between spool WAL checkpoints (and disk checks)
 
 
@@ -53,6 +54,7 @@ class Service:
         self.adapters: dict[str, Adapter] = {}
         self.deliveries = Deliveries(self.spool, self.adapters)
         self._unstored: set[int] = set()  # messages with a reply the spool could not take
+        self._busy_noticed: dict[tuple[str, str], float] = {}  # conversation -> monotonic time
         self._reload_lock = anyio.Lock()
         self._task_group: TaskGroup | None = None
         runtime_dir = Path(cfg.daemon.runtime_dir)
@@ -243,15 +245,29 @@ class Service:
         return entry, route, new
 
     def _refuse_busy(self, entry: Inbound, agent: str) -> None:
-        """Backpressure: an agent whose queue is full gets no more; the sender is told at
-        once (a stored reply like any other), so nothing is dropped silently and a stuck
-        agent cannot make the daemon hold an unbounded backlog in memory."""
+        """Backpressure: an agent whose queue is full gets no more, so a stuck agent cannot
+        make the daemon hold an unbounded backlog.  Nothing is dropped silently: the message
+        is finished with the error (a local client gets it per message), and the
+        conversation gets a "busy" reply, at most one per BUSY_NOTICE_EVERY so that a flood
+        of refusals does not become a flood of replies."""
         slot = self.supervisor.slots[agent]
         slot.refused += 1
-        log.warning("message_refused", agent=agent, session=entry.session_key,
-                    msg_id=entry.msg_id, reason="queue full", queue=len(slot.inflight))
         text = (f"{agent} is busy ({len(slot.inflight)} messages waiting, agent {slot.state}); "
                 "this message was not passed on. Please send it again later.")
+        conversation = (entry.platform, entry.session_key)
+        now = time.monotonic()
+        if now - self._busy_noticed.get(conversation, -BUSY_NOTICE_EVERY) < BUSY_NOTICE_EVERY:
+            log.debug("message_refused", agent=agent, session=entry.session_key,
+                      msg_id=entry.msg_id, reason="queue full", notice="already given")
+            if self.spool.finish(entry.msg_id, error=text):
+                self.deliveries.enqueue(entry.platform, Finished(entry.msg_id, entry.session_key, text))
+            return
+        if len(self._busy_noticed) > 1000:  # forget notices old enough not to matter
+            self._busy_noticed = {k: t for k, t in self._busy_noticed.items()
+                                  if now - t < BUSY_NOTICE_EVERY}
+        self._busy_noticed[conversation] = now
+        log.warning("message_refused", agent=agent, session=entry.session_key,
+                    msg_id=entry.msg_id, reason="queue full", queue=len(slot.inflight))
         reply = self.spool.put_reply(msg_id=entry.msg_id, seq=0, agent=agent, text=text)
         self.spool.finish(entry.msg_id, error="busy")
         if reply is not None:

@@ -8,6 +8,7 @@ import os
 import pwd
 import socket
 import struct
+from collections import deque
 from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 from typing import Any
@@ -85,20 +86,26 @@ class FramedConnection:
         self._in = protocol.Codec(incoming, json=True)
         self._out = protocol.Codec(outgoing, json=True)
         self._reader = protocol.FrameReader(max_frame=max_frame)
-        self._pending: list[Any] = []
+        self._pending: deque[Any] = deque()
         self._lock = anyio.Lock()
         self._raw: socket.socket = stream.extra(SocketAttribute.raw_socket)
 
     async def receive(self) -> Any:
-        """The next frame, or None at end of stream.  Raises ProtocolError on garbage."""
+        """The next frame, or None at end of stream.  Raises ProtocolError on garbage.
+
+        One read can hold hundreds of frames; each is handed out after a checkpoint, so a
+        client that floods the socket takes turns with every other task instead of
+        holding the event loop until its whole read is processed."""
+        if self._pending:
+            await anyio.lowlevel.checkpoint()
         while not self._pending:
             try:
                 data = await self.stream.receive()
             except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
                 self._reader.close()
                 return None
-            self._pending = [self._in.decode(body) for body in self._reader.feed(data)]
-        return self._pending.pop(0)
+            self._pending.extend(self._in.decode(body) for body in self._reader.feed(data))
+        return self._pending.popleft()
 
     async def send(self, message: Any) -> bool:
         """False if the peer has gone.  A peer that stops reading is disconnected after

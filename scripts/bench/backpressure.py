@@ -4,7 +4,8 @@
 Why: an agent that stops answering (a hung model call, a bug) must not make the parent
 hold an ever-growing backlog, nor slow the other agents down (issue: backpressure).  Agent
 a000 is stuck (each turn sleeps an hour); one client floods it with messages while another
-keeps asking a001.  Two runs: a000's `max_queue` at its default (100), and at a million
+keeps asking a001.  "busy" counts the flood messages refused at once: the first with a busy
+reply, the rest (within 10 s) with the same text as their error.  Two runs: a000's `max_queue` at its default (100), and at a million
 (no limit in practice, the baseline).  Reported per run: messages flooded, how many were
 answered "busy" at once, the parent's RSS before and at its highest during the flood, and
 a001's round-trip time during the flood against before it.
@@ -54,6 +55,9 @@ def flood(path: h.Path, messages: int, run: Run) -> None:
             try:
                 frame = client.receive(timeout=0.2)
             except TimeoutError:
+                continue
+            except RuntimeError as exc:  # a LocalDone with an error: refused, the notice given
+                run.busy += " is busy " in str(exc)
                 continue
             except OSError:
                 return

@@ -23,9 +23,11 @@ def test_full_queue_answers_busy_and_others_still_answer(daemon: Daemon) -> None
 
     busy = daemon.send("local:late", "one more", "--agent", "stuck")
     assert busy.startswith("stuck is busy (3 messages waiting"), busy
+    again = daemon.ctl("send", "local:late", "and another", "--agent", "stuck")
+    assert again.returncode == 1 and "stuck is busy" in again.stderr  # told once per conversation
     assert daemon.send("local:f", "hello", "--agent", "free") == "free: hello\n"
     stuck = daemon.agents()["stuck"]
-    assert (stuck["queue"], stuck["refused"]) == (3, 1)
+    assert (stuck["queue"], stuck["refused"]) == (3, 2)
     assert "message_refused" in daemon.log()
 
     for i, sender in enumerate(waiting):  # the queued ones are answered, none was dropped
