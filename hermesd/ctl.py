@@ -124,12 +124,13 @@ def print_status(data: dict[str, Any]) -> None:
         print("platforms: " + ", ".join(
             f"{name} {info.get('state', '?')}" + (f" ({info['error']})" if info.get("error") else "")
             for name, info in sorted(platforms.items())))
-    rows = [["AGENT", "STATE", "PID", "UPTIME", "RESTARTS", "RSS", "USS", "QUEUE", "LAST ERROR"]]
+    rows = [["AGENT", "STATE", "PID", "UPTIME", "RESTARTS", "RSS", "USS", "QUEUE", "SANDBOX",
+             "LAST ERROR"]]
     for agent in data["agents"]:
         rows.append([
             agent["agent"], agent["state"], str(agent["pid"] or "-"), _duration(agent["uptime"]),
             str(agent["restarts"]), _size(agent["rss"]), _size(agent["uss"]), str(agent["queue"]),
-            agent["last_error"],
+            agent.get("sandbox") or "-", agent["last_error"],
         ])  # fmt: skip
     print(_table(rows))
 

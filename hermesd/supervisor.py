@@ -60,6 +60,7 @@ class Slot:
         self.wanted = False
         self.pid: int | None = None
         self.started_at: float | None = None  # time.time() of the last Hello
+        self.landlock: int | None = None  # its Hello's Landlock ABI (0 = none)
         self.restarts = 0
         self.last_error = ""
         self.logged_error = ""  # the worker's own last error line, joined to its exit
@@ -261,7 +262,7 @@ class Supervisor:
                 connection.cancel_scope.cancel()
         finally:
             slot.frames = None
-            slot.started_at = None
+            slot.started_at = slot.landlock = None
             self._by_pid.pop(slot.pid or -1, None)
             if slot.exit_status is not None:
                 self._log_exit(slot)
@@ -341,6 +342,7 @@ class Supervisor:
                 return  # told to stop before it was ready: no messages for it
             slot.state = State.RUNNING
             slot.started_at = time.time()
+            slot.landlock = frame.landlock
             log.info("agent_running", agent=slot.agent_id, pid=slot.pid,
                      redelivering=len(slot.inflight))
             for message in slot.inflight.values():
