@@ -16,11 +16,14 @@ Any other failure is a bug here, and the worker stops rather than run unconfined
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
+import sqlite3
 import stat
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,7 +173,22 @@ def confine(spec: protocol.WorkerSpec) -> Confinement:
         _check(_syscall(_SYS_RESTRICT_SELF, ruleset, 0), "restrict_self")
     finally:
         os.close(ruleset)
+    _private_tmp(Path(spec.workspace).resolve() / ".tmp")
     return Confinement(abi, skipped=tuple(skipped))
+
+
+def _private_tmp(tmp: Path) -> None:
+    """/tmp is shared by every process, so it is out of reach here: temporary files, Python's
+    and SQLite's (a big sort or temp table spills to one), go to the workspace's .tmp/."""
+    try:
+        tmp.mkdir(exist_ok=True)
+        os.environ["TMPDIR"] = str(tmp)
+        tempfile.tempdir = None  # found again from TMPDIR at its next use
+        quoted = str(tmp).replace("'", "''")
+        with contextlib.closing(sqlite3.connect(":memory:")) as db:  # sets it process-wide
+            db.execute(f"PRAGMA temp_store_directory = '{quoted}'")
+    except (OSError, sqlite3.Error):
+        pass  # no usable workspace: the worker's setup reports it (worker_setup_failed)
 
 
 def _add_rule(ruleset: int, path: str, access: int) -> None:

@@ -88,6 +88,12 @@ def test_read_write_shared_path_is_writable(probe: Daemon) -> None:
     assert report.read_text() == "done"
 
 
+def test_temporary_files_stay_in_the_workspace(probe: Daemon) -> None:
+    assert _ask_a(probe, "write /tmp/shared.txt hello") == "PermissionError"
+    assert Path(_ask_a(probe, "tempfile")).parent == _workspace(probe, "a") / ".tmp"
+    assert _ask_a(probe, "spill") == "ok"
+
+
 def test_daemon_environment_is_unreadable(probe: Daemon) -> None:
     assert _ask_a(probe, f"read /proc/{probe.pid}/environ") == "PermissionError"
 
