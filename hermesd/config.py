@@ -28,7 +28,9 @@ from ._toml_lines import KeyLines, KeyPath
 DEFAULT_CONFIG_PATH = "/etc/hermesd/hermesd.toml"
 
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
-Runtime = Literal["echo", "openai", "hermes"]
+BUILTIN_RUNTIMES = ("echo", "openai", "hermes")
+PYTHON_RUNTIME = re.compile(r"python:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
+"""`python:<module>:<factory>`: an operator's runtime, imported by the worker only."""
 Tool = Literal["memory", "session_search", "skills", "cron", "send_to_agent", "send_file"]
 AllowedUsers = list[int] | Literal["*"]  # user ids, or "*" for everyone (said explicitly)
 ALL_TOOLS: tuple[str, ...] = get_args(Tool)
@@ -163,7 +165,8 @@ class SharedPath(_Section):
 
 
 class AgentConfig(_Section):
-    runtime: Runtime
+    runtime: str
+    """One of BUILTIN_RUNTIMES or a PYTHON_RUNTIME value (checked by `_Loader.agent`)."""
     llm: str | LLMConfig | None = None
     workspace: str | None = None
     """After `load`, always the absolute path (default `<state_dir>/agents/<id>`)."""
@@ -495,6 +498,7 @@ class _Loader:
                                    "session keys, paths and process titles)")
         raw = self.sizes(raw, path, ("memory_max",))
         agent: AgentConfig = self.convert(raw, AgentConfig, path)
+        self.check_runtime(agent.runtime, path + ("runtime",))
         if isinstance(agent.llm, LLMConfig):
             self.check_llm(agent.llm, path + ("llm",))
         for i, shared in enumerate(agent.shared_paths):
@@ -502,6 +506,16 @@ class _Loader:
         workspace = agent.workspace or f"agents/{agent_id}"
         agent.workspace = os.path.normpath(os.path.join(daemon.state_dir, workspace))
         return agent
+
+    def check_runtime(self, runtime: str, path: KeyPath) -> None:
+        if runtime in BUILTIN_RUNTIMES or PYTHON_RUNTIME.fullmatch(runtime):
+            return
+        if runtime.startswith("python:"):
+            raise self.error(path, 'expected "python:MODULE:FACTORY" (a dotted module name and '
+                                   f'the name of a function in it), got "{runtime}"')
+        expected = ", ".join(f'"{name}"' for name in BUILTIN_RUNTIMES)
+        raise self.error(path, f'expected one of {expected} or "python:MODULE:FACTORY", '
+                               f'got "{runtime}"')
 
     def route(self, raw: Any, path: KeyPath) -> Route:
         route: Route = self.convert(raw, Route, path)

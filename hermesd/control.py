@@ -136,7 +136,15 @@ def _agent_status(slot: Slot, now: float, memory: tuple[int, int] | None) -> dic
         "queue": len(slot.inflight),
         "refused": slot.refused,
         "last_error": slot.last_error,
+        "sandbox": _sandbox(slot.landlock),
     }
+
+
+def _sandbox(landlock: int | None) -> str | None:
+    """How the running worker is confined: "landlock v7", or "none" (path checks only)."""
+    if landlock is None:
+        return None
+    return f"landlock v{landlock}" if landlock else "none"
 
 
 def _memory(pids: list[int | None]) -> dict[int, tuple[int, int]]:

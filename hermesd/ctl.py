@@ -126,13 +126,13 @@ def print_status(data: dict[str, Any]) -> None:
             for name, info in sorted(platforms.items())))
     if daemon.get("spool", "ok") != "ok":
         print(f"spool: NOT ACCEPTING new messages: {daemon['spool']}")
-    rows = [["AGENT", "STATE", "PID", "UPTIME", "RESTARTS", "RSS", "USS", "QUEUE", "REFUSED",
+    rows = [["AGENT", "STATE", "PID", "UPTIME", "RESTARTS", "RSS", "USS", "QUEUE", "REFUSED", "SANDBOX",
              "LAST ERROR"]]
     for agent in data["agents"]:
         rows.append([
             agent["agent"], agent["state"], str(agent["pid"] or "-"), _duration(agent["uptime"]),
             str(agent["restarts"]), _size(agent["rss"]), _size(agent["uss"]), str(agent["queue"]),
-            str(agent.get("refused", 0)), agent["last_error"],
+            str(agent.get("refused", 0)), agent.get("sandbox") or "-", agent["last_error"],
         ])  # fmt: skip
     print(_table(rows))
 

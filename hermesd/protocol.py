@@ -116,6 +116,7 @@ ParentFrame = Deliver | Answer | Ping | Stop
 class Hello(msgspec.Struct, tag=True, frozen=True):
     agent_id: str
     pid: int
+    landlock: int = 0  # the Landlock ABI the worker confined itself with; 0 = none
 
 
 class Reply(msgspec.Struct, tag=True, frozen=True, kw_only=True):

@@ -31,6 +31,16 @@ from hermesd.zygote import Zygote, ZygoteError
 _TO_WORKER = protocol.Codec(protocol.ParentFrame)
 _FROM_WORKER = protocol.Codec(protocol.WorkerFrame)
 
+MAX_REPLIES_PER_MESSAGE = 100
+"""A turn that says more than this to one message is a runaway or hostile worker: every
+reply is spooled and sent to a chat, so the worker is killed instead."""
+MAX_REPLY_CHARS = 100_000
+"""Longest reply text accepted (about 25 Telegram messages); longer is killed like a flood."""
+
+
+class Misbehaving(Exception):
+    """Well-formed frames that no honest worker sends; the worker must be killed."""
+
 
 class State(StrEnum):
     STARTING = "starting"
@@ -50,6 +60,7 @@ class Slot:
         self.wanted = False
         self.pid: int | None = None
         self.started_at: float | None = None  # time.time() of the last Hello
+        self.landlock: int | None = None  # its Hello's Landlock ABI (0 = none)
         self.restarts = 0
         self.refused = 0  # messages turned away because the queue was full
         self.last_error = ""
@@ -57,6 +68,7 @@ class Slot:
         self.kill_reason = ""  # why we killed it, if we did
         self.failures: deque[float] = deque()  # monotonic times of recent failures
         self.inflight: dict[int, protocol.Deliver] = {}  # in arrival order
+        self.reply_counts: dict[int, int] = {}  # per message in `inflight`, this process
         self.frames: MemoryObjectSendStream[protocol.ParentFrame] | None = None
         self.exited = anyio.Event()
         self.exit_status: int | None = None
@@ -225,6 +237,7 @@ class Supervisor:
         slot.state = State.STARTING
         slot.exited = anyio.Event()
         slot.exit_status = None
+        slot.reply_counts.clear()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             try:
@@ -258,7 +271,7 @@ class Supervisor:
                 connection.cancel_scope.cancel()
         finally:
             slot.frames = None
-            slot.started_at = None
+            slot.started_at = slot.landlock = None
             self._by_pid.pop(slot.pid or -1, None)
             if slot.exit_status is not None:
                 self._log_exit(slot)
@@ -316,14 +329,18 @@ class Supervisor:
                     self._handle(slot, _FROM_WORKER.decode(body))
         except protocol.ProtocolError as exc:
             slot.kill(f"protocol error: {exc}")
+        except Misbehaving as exc:
+            slot.kill(str(exc))
         finally:
             read_all.set()
 
     def _handle(self, slot: Slot, frame: protocol.WorkerFrame) -> None:
         if isinstance(frame, protocol.Reply):
             if frame.msg_id in slot.inflight:
+                _check_reply(slot, frame)
                 self._events.on_reply(slot, frame)
         elif isinstance(frame, protocol.Done):
+            slot.reply_counts.pop(frame.msg_id, None)
             message = slot.inflight.pop(frame.msg_id, None)
             if message is not None:
                 self._events.on_done(slot, message, frame)
@@ -334,6 +351,7 @@ class Supervisor:
                 return  # told to stop before it was ready: no messages for it
             slot.state = State.RUNNING
             slot.started_at = time.time()
+            slot.landlock = frame.landlock
             log.info("agent_running", agent=slot.agent_id, pid=slot.pid,
                      redelivering=len(slot.inflight))
             for message in slot.inflight.values():
@@ -382,6 +400,17 @@ class Supervisor:
             seq += 1
             if slot.frames is not None:  # also while starting or stopping: both can hang
                 slot.frames.send_nowait(protocol.Ping(seq))
+
+
+def _check_reply(slot: Slot, reply: protocol.Reply) -> None:
+    """Refuse a reply flood or an oversized reply before any of it is spooled."""
+    count = slot.reply_counts[reply.msg_id] = slot.reply_counts.get(reply.msg_id, 0) + 1
+    if count > MAX_REPLIES_PER_MESSAGE:
+        raise Misbehaving(f"reply flood: more than {MAX_REPLIES_PER_MESSAGE} replies "
+                          f"to message {reply.msg_id}")
+    if len(reply.text) > MAX_REPLY_CHARS:
+        raise Misbehaving(f"reply too long: {len(reply.text)} characters to message "
+                          f"{reply.msg_id} (limit {MAX_REPLY_CHARS})")
 
 
 def _rss(pid: int | None) -> int:

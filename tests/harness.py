@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from typing import Any
 import psutil
 
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parent.parent
 HERMESD = str(BIN / "hermesd")
 HERMESCTL = str(BIN / "hermesctl")
 
@@ -81,7 +83,7 @@ class Daemon:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [HERMESD, "--config", str(self.config_path)], stdout=log, stderr=log,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL, env=_daemon_env(),
         )  # fmt: skip
         log.close()
         if wait:
@@ -150,6 +152,14 @@ class Daemon:
         except subprocess.TimeoutExpired:
             self.process.kill()
             return self.process.wait()
+
+
+def _daemon_env() -> dict[str, str]:
+    """The repository root first on PYTHONPATH, so workers can import the test runtimes in
+    tests/fakes/ (`runtime = "python:tests.fakes...."`), also where PYTHONPATH is unset."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
 
 
 def live(pid: int) -> bool:

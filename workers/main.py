@@ -24,7 +24,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from setproctitle import setproctitle
 
 from hermesd import protocol
-from workers import llm, runtimes, sandbox
+from workers import landlock, llm, runtimes, sandbox
 from workers.agent import Agent
 from workers.bridge import Parent
 from workers.cron import Scheduler
@@ -48,17 +48,24 @@ def run(fd: int, spec: protocol.WorkerSpec, daemon_pid: int) -> NoReturn:
         os.setsid()
         sandbox.become(spec.run_as, Path(spec.workspace))
         sandbox.die_with(daemon_pid)
+        confinement = landlock.confine(spec)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         setproctitle(f"hermesd: agent {spec.agent_id}")
-        code = anyio.run(_serve, socket.socket(fileno=fd), spec)
+        code = anyio.run(_serve, socket.socket(fileno=fd), spec, confinement)
     except BaseException:
         traceback.print_exc()
     finally:
         os._exit(code)
 
 
-async def _serve(sock: socket.socket, spec: protocol.WorkerSpec) -> int:
+async def _serve(
+    sock: socket.socket,
+    spec: protocol.WorkerSpec,
+    confinement: landlock.Confinement = landlock.NOT_APPLIED,
+) -> int:
     stream = await anyio.abc.SocketStream.from_socket(sock)
+    for warning in confinement.warnings():  # sent now, so the daemon logs it with our id
+        await stream.send(_TO_PARENT.encode(warning))
     send, frames = anyio.create_memory_object_stream[protocol.WorkerFrame](math.inf)
     try:
         home = _make_home(spec, send.send_nowait)
@@ -69,7 +76,7 @@ async def _serve(sock: socket.socket, spec: protocol.WorkerSpec) -> int:
         await stream.send(_TO_PARENT.encode(error))
         return 1
     agent = Agent(runtime, Ledger(home.state), send.send_nowait)
-    send.send_nowait(protocol.Hello(spec.agent_id, os.getpid()))
+    send.send_nowait(protocol.Hello(spec.agent_id, os.getpid(), confinement.abi))
     async with anyio.create_task_group() as task_group:
         task_group.start_soon(_read_frames, stream, agent, home, send, task_group)
         task_group.start_soon(home.scheduler.run)

@@ -203,7 +203,7 @@ def test_error_message_is_file_line_key_message():
     assert (error.path, error.line, error.key) == ("hermesd.toml", 2, "agents.coder.runtime")
     assert str(error) == (
         "hermesd.toml:2: agents.coder.runtime: "
-        'expected one of "echo", "openai", "hermes", got "ecko"'
+        'expected one of "echo", "openai", "hermes" or "python:MODULE:FACTORY", got "ecko"'
     )
 
 
