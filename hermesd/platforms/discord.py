@@ -7,6 +7,7 @@ channel, thread or DM.  Message ids make a message replayed after a resume harml
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -25,6 +26,8 @@ from hermesd.spool import Incoming, Outgoing
 NAME = "discord"
 MAX_CHARS = 2000
 MAX_DOWNLOAD = 25 * 1024 * 1024
+KEY = re.compile(r"discord:(?:dm:[0-9]+|channel:[0-9]+:[0-9]+(?::[0-9]+)?|thread:[0-9]+:[0-9]+:[0-9]+)")
+"""DESIGN §4's grammar of Discord session keys (snowflakes are never negative)."""
 
 
 def guild_id(message: discord.Message) -> int | None:
@@ -70,8 +73,10 @@ def parse_message(message: discord.Message, settings: DiscordConfig, bot_id: int
     content = getattr(message, "content", None)
     content = content if isinstance(content, str) else ""
     text = content.replace(f"<@{bot_id}>", "").replace(f"<@!{bot_id}>", "").strip()
-    return Parsed(session_key(message, settings.channel_sessions), author.id, text,
-                  guild is not None, _addressed(message, bot_id))
+    key = session_key(message, settings.channel_sessions)
+    if not KEY.fullmatch(key):
+        return Skip(f"malformed: session key {key!r}", malformed=True)
+    return Parsed(key, author.id, text, guild is not None, _addressed(message, bot_id))
 
 
 def _addressed(message: discord.Message, bot_id: int) -> bool:

@@ -84,7 +84,8 @@ def session_key(message: Message, group_sessions: str) -> str:
     if chat.type == chat.PRIVATE:
         return f"telegram:dm:{user_id}"
     if chat.is_forum:
-        topic = message.message_thread_id if message.is_topic_message else GENERAL_TOPIC
+        thread = message.message_thread_id if message.is_topic_message else None
+        topic = thread or GENERAL_TOPIC  # a topic message without its thread id: General
         base = f"telegram:topic:{chat.id}:{topic}"
     else:
         base = f"telegram:group:{chat.id}"

@@ -139,6 +139,14 @@ def test_damaged_payload_gives_a_keyed_message_or_a_skip(data: dict[str, Any], s
         checked(message, settings)
 
 
+def test_negative_guild_id_is_skipped_as_malformed() -> None:
+    data = {"id": "1", "channel_id": "777", "guild_id": "-1", "type": 0, "author": user(2),
+            "content": "hi", "attachments": [], "embeds": [], "mentions": [], "mention_roles": [],
+            "timestamp": "2024-01-01T00:00:00+00:00", "edited_timestamp": None}
+    parsed = parse_message(message_of(data), DiscordConfig(token_env="T"), BOT)
+    assert isinstance(parsed, Skip) and parsed.malformed
+
+
 def test_message_from_a_guild_not_cached_is_not_taken_for_a_dm() -> None:
     data = {"id": "1", "channel_id": "777", "guild_id": str(UNCACHED_GUILD), "type": 0, "author": user(2),
             "content": "hi", "attachments": [], "embeds": [], "mentions": [], "mention_roles": [],

@@ -110,6 +110,9 @@ def checked(raw: dict[str, Any], settings: TelegramConfig) -> Parsed | Skip:
 
 @FUZZ
 @given(messages(), modes)
+@example({"message_id": 1, "date": 0, "chat": {"id": -5, "type": "supergroup", "is_forum": True},
+          "from": {"id": 2, "is_bot": False, "first_name": "A"}, "is_topic_message": True},
+         settings_(require_mention=False))  # a topic message without its thread id
 def test_well_formed_update_gives_a_message_or_a_plain_skip(message: dict, settings: TelegramConfig) -> None:
     parsed = checked({"update_id": 1, "message": message}, settings)
     if isinstance(parsed, Skip):
