@@ -11,5 +11,5 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-FUZZ = settings(max_examples=int(os.environ.get("FUZZ_N", 60)), deadline=None,
+FUZZ = settings(max_examples=int(os.environ.get("FUZZ_N", 100)), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
