@@ -49,15 +49,12 @@ def toml_value(value: Any) -> str:
 
 
 def dotted(path: Path) -> str:
-    """How an error names a key: bare keys joined by dots, others quoted, [i] for an index."""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            bare = re.fullmatch(r"[A-Za-z0-9_-]+", part)
-            out += ("." if out else "") + (part if bare else json.dumps(part, ensure_ascii=False))
-    return out
+    """How an error names a key: bare keys joined by dots, others as JSON strings (non-ASCII
+    as written), [i] for an array element."""
+    def name(part: str) -> str:
+        return part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else json.dumps(part, ensure_ascii=False)
+
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{name(part)}" for part in path)[1:]
 
 
 @dataclass
