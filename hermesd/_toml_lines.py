@@ -35,7 +35,10 @@ def _split(dotted: str) -> list[str]:
     parts = []
     for part in _PART.findall(dotted):
         if part.startswith('"'):
-            part = ast.literal_eval(part)  # TOML basic-string escapes are a subset of Python's
+            try:  # TOML basic-string escapes are a subset of Python's
+                part = ast.literal_eval(part)
+            except (SyntaxError, ValueError):  # not valid TOML either: tomlkit reports it
+                part = part[1:-1]
         elif part.startswith("'"):
             part = part[1:-1]
         parts.append(part)
@@ -68,6 +71,13 @@ def _scan_value(line: str, i: int, depth: int, quote: str | None) -> tuple[int, 
             depth -= 1
         i += 1
     return depth, quote if quote and len(quote) == 3 else None
+
+
+def editor_line(text: str, line: int, col: int) -> int:
+    """tomlkit's (line, col) counts lines as `str.splitlines` does, so "\\r", "\\x0c" or
+    "\\u2028" end a line for it; editors and `KeyLines` count only "\\n"."""
+    offset = sum(len(part) for part in text.splitlines(keepends=True)[: line - 1]) + col
+    return text.count("\n", 0, offset) + 1
 
 
 class KeyLines:

@@ -23,7 +23,7 @@ import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
 from . import protocol
-from ._toml_lines import KeyLines, KeyPath
+from ._toml_lines import KeyLines, KeyPath, editor_line
 
 DEFAULT_CONFIG_PATH = "/etc/hermesd/hermesd.toml"
 
@@ -39,6 +39,9 @@ AGENT_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 """Agent ids appear in session keys, paths and process titles, so they stay plain."""
 
 ROUTE_PLATFORMS = ("telegram", "discord", "local", "agent", "*")
+
+INT64_MAX = 2**63 - 1
+"""TOML integers are 64-bit, and so are the wire format's: tomlkit reads longer ones."""
 
 _SIZE = re.compile(r"\s*(\d+)\s*([KMGT]?)\s*", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -58,7 +61,10 @@ def parse_size(text: str) -> int:
     match = _SIZE.fullmatch(text)
     if not match:
         raise ValueError(f'expected a size like "512K", "256M", "1G" or bytes, got "{text}"')
-    return int(match[1]) * _UNITS[match[2].upper()]
+    size = int(match[1]) * _UNITS[match[2].upper()]
+    if size > INT64_MAX:
+        raise ValueError(f'size "{text}" is too large')
+    return size
 
 
 # --------------------------------------------------------------------------- the structs
@@ -307,7 +313,7 @@ def _dotted(path: KeyPath) -> str:
             out += f"[{part}]"
         else:
             bare = re.fullmatch(r"[A-Za-z0-9_-]+", part)
-            out += ("." if out else "") + (part if bare else json.dumps(part))
+            out += ("." if out else "") + (part if bare else json.dumps(part, ensure_ascii=False))
     return out
 
 
@@ -341,17 +347,16 @@ def _type_at(tp: Any, path: list[str | int]) -> Any:
 def _explain(exc: msgspec.ValidationError, raw: Any, tp: Any) -> tuple[list[str | int], str]:
     """msgspec's "Expected `str`, got `int` - at `$.a[0]`" -> (["a", 0], "expected string,
     got integer"), worded in TOML's terms and naming the unknown or missing key itself."""
-    message, sep, where = str(exc).rpartition(" - at `")
-    if not sep:
-        message, where = where, "$`"
+    located = re.fullmatch(r"(.*) - at `(\$[.\w\[\]]*)`", str(exc), re.DOTALL)
+    message, where = located.groups() if located else (str(exc), "$")  # a key may hold " - at `"
     path: list[str | int] = [int(i) if i else k for k, i in re.findall(r"\.(\w+)|\[(\d+)\]", where)]
-    if match := re.fullmatch(r"Object contains unknown field `(.*)`", message):
+    if match := re.fullmatch(r"Object contains unknown field `(.*)`", message, re.DOTALL):
         names = [f.name for m in _members(_type_at(tp, path)) if _is_struct(m)
                  for f in msgspec.structs.fields(m)]
         close = difflib.get_close_matches(match[1], names, n=1)
         hint = f' (did you mean "{close[0]}"?)' if close else ""
         return path + [match[1]], "unknown key" + hint
-    if match := re.fullmatch(r"Object missing required field `(.*)`", message):
+    if match := re.fullmatch(r"Object missing required field `(.*)`", message, re.DOTALL):
         return path + [match[1]], "required key is missing"
     got = _show(reduce(operator.getitem, path, raw))
     if message.startswith("Invalid enum value"):
@@ -391,6 +396,7 @@ class _Loader:
             raw = tomlkit.parse(self.text).unwrap()
         except TOMLKitError as exc:
             raise self.syntax_error(exc) from None
+        self.check_integers(raw, ())
         doc: _Document = self.convert(raw, _Document, ())
         daemon = self.daemon(doc.daemon)
         for key in ("state_dir", "runtime_dir"):
@@ -410,6 +416,8 @@ class _Loader:
 
     def syntax_error(self, exc: TOMLKitError) -> ConfigError:
         line = getattr(exc, "line", None)
+        if line is not None:
+            line = editor_line(self.text, line, getattr(exc, "col", 0))
         dup = self.keys.duplicate
         if dup and (line is None or dup.line <= line):  # tomlkit notices a duplicate late
             is_agent = len(dup.path) == 2 and dup.path[0] == "agents"
@@ -419,6 +427,16 @@ class _Loader:
         message = re.sub(r" at line \d+ col \d+$", "", str(exc))
         message = message.replace("Unexpected character: '\\x00'", "unexpected end of file")
         return ConfigError(self.source, line or 1, "", f"TOML syntax error: {message}")
+
+    def check_integers(self, value: Any, path: KeyPath) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                self.check_integers(item, path + (key,))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                self.check_integers(item, path + (i,))
+        elif isinstance(value, int) and not -INT64_MAX - 1 <= value <= INT64_MAX:
+            raise self.error(path, f"integer {value} is out of range (TOML integers are 64-bit)")
 
     def absolute(self, value: str, path: KeyPath) -> None:
         if not os.path.isabs(value):

@@ -358,5 +358,8 @@ class Codec:
     def decode(self, body: bytes) -> Any:
         try:
             return self._decoder.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        # msgspec raises UnicodeDecodeError for a msgpack tag that is not UTF-8
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
             raise ProtocolError(f"undecodable frame: {exc}") from None
+        except RecursionError:  # msgspec's answer to arrays nested thousands deep
+            raise ProtocolError("undecodable frame: nested too deeply") from None

@@ -9,7 +9,7 @@ in the order the worker produced them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from anyio.abc import TaskStatus
 
@@ -44,6 +44,13 @@ class Directory(Protocol):
     def workspace_of(self, agent: str) -> Path | None: ...
 
     def file_roots(self, agent: str) -> list[Path]: ...
+
+
+class Skip(NamedTuple):
+    """Why an adapter drops an update; `malformed` ones are worth a warning in the log."""
+
+    reason: str
+    malformed: bool = False
 
 
 def permitted(user_id: int, allowed: object) -> bool:

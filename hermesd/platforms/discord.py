@@ -7,8 +7,9 @@ channel, thread or DM.  Message ids make a message replayed after a resume harml
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 import discord
@@ -17,7 +18,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from hermesd import attachments, log
 from hermesd.config import ConfigError, DiscordConfig
-from hermesd.platforms import Directory, Inbox, permitted
+from hermesd.platforms import Directory, Inbox, Skip, permitted
 from hermesd.platforms.formatting import split, utf16_len
 from hermesd.platforms.typing_indicator import TypingIndicator
 from hermesd.spool import Incoming, Outgoing, SpoolUnavailable
@@ -26,18 +27,66 @@ NAME = "discord"
 MAX_CHARS = 2000
 MAX_DOWNLOAD = 25 * 1024 * 1024
 UNAVAILABLE = "Sorry, I cannot take messages right now. Please send that again in a while."
+KEY = re.compile(r"discord:(?:dm:[0-9]+|channel:[0-9]+:[0-9]+(?::[0-9]+)?|thread:[0-9]+:[0-9]+:[0-9]+)")
+"""DESIGN §4's grammar of Discord session keys (snowflakes are never negative)."""
+
+
+def guild_id(message: discord.Message) -> int | None:
+    """The guild a message was posted in, None in a DM.  discord.py leaves `guild` None for a
+    guild it has not cached (yet), but the channel still knows the guild's id."""
+    return message.guild.id if message.guild else getattr(message.channel, "guild_id", None)
 
 
 def session_key(message: discord.Message, channel_sessions: str) -> str:
     """DESIGN §4; a thread's key names its parent channel, so routing can fall back to it."""
-    author = message.author.id
-    if message.guild is None:
+    author, guild = message.author.id, guild_id(message)
+    if guild is None:
         return f"discord:dm:{author}"
     channel = message.channel
     if isinstance(channel, discord.Thread):
-        return f"discord:thread:{message.guild.id}:{channel.parent_id}:{channel.id}"
-    base = f"discord:channel:{message.guild.id}:{channel.id}"
+        return f"discord:thread:{guild}:{channel.parent_id}:{channel.id}"
+    base = f"discord:channel:{guild}:{channel.id}"
     return base if channel_sessions == "shared" else f"{base}:{author}"
+
+
+class Parsed(NamedTuple):
+    """A message that may go to an agent (the route decides on mentions and who may talk)."""
+
+    session_key: str
+    sender: int
+    text: str
+    in_guild: bool
+    addressed: bool  # mentions the bot or replies to it
+
+
+def parse_message(message: discord.Message, settings: DiscordConfig, bot_id: int) -> Parsed | Skip:
+    """What `on_message` acts on, or why not.  discord.py leaves out the attributes whose
+    keys a payload lacks, so these are looked up with care.  Pure, so it can be tested on
+    messages built from raw payloads."""
+    author = getattr(message, "author", None)
+    if author is None or not isinstance(author.id, int):
+        return Skip("malformed: no author", malformed=True)
+    if author.bot:
+        return Skip("from a bot")
+    guild = guild_id(message)
+    if guild is not None and settings.allowed_guilds and guild not in settings.allowed_guilds:
+        return Skip("guild not allowed")
+    content = getattr(message, "content", None)
+    content = content if isinstance(content, str) else ""
+    text = content.replace(f"<@{bot_id}>", "").replace(f"<@!{bot_id}>", "").strip()
+    key = session_key(message, settings.channel_sessions)
+    if not KEY.fullmatch(key):
+        return Skip(f"malformed: session key {key!r}", malformed=True)
+    return Parsed(key, author.id, text, guild is not None, _addressed(message, bot_id))
+
+
+def _addressed(message: discord.Message, bot_id: int) -> bool:
+    if any(user.id == bot_id for user in getattr(message, "mentions", ())):
+        return True
+    reference = getattr(message, "reference", None)
+    resolved = reference.resolved if reference else None
+    return isinstance(resolved, discord.Message) and getattr(resolved, "author", None) is not None \
+        and resolved.author.id == bot_id
 
 
 def destination(session_key: str) -> tuple[str, int]:
@@ -143,30 +192,32 @@ class DiscordPlatform:
 
     async def on_message(self, message: discord.Message) -> None:
         me = self._client.user
-        if me is None or message.author.bot or not self._intake_open:
+        if me is None or not self._intake_open:
             return
+        parsed = parse_message(message, self._settings, me.id)
+        if isinstance(parsed, Skip):
+            if parsed.malformed:
+                log.warning("discord_message_skipped", reason=parsed.reason)
+            return
+        route = self._router.route(parsed.session_key)
         settings = self._settings
-        if message.guild is not None and settings.allowed_guilds and \
-                message.guild.id not in settings.allowed_guilds:
-            return
-        key = session_key(message, settings.channel_sessions)
-        route = self._router.route(key)
         mention_needed = settings.require_mention if route.require_mention is None else route.require_mention
-        if message.guild is not None and mention_needed and not self._addressed(message, me.id):
+        if parsed.in_guild and mention_needed and not parsed.addressed:
             return
         allowed = route.allowed_users if route.allowed_users is not None else settings.allowed_users
-        if not (permitted(message.author.id, allowed) or self._has_role(message)):
-            log.info("discord_user_refused", user=message.author.id, session=key)
+        if not (permitted(parsed.sender, allowed) or self._has_role(message)):
+            log.info("discord_user_refused", user=parsed.sender, session=parsed.session_key)
             return
-        text = message.content.replace(f"<@{me.id}>", "").replace(f"<@!{me.id}>", "").strip()
+        text = parsed.text
         for path in await self._download(message, route.agent):
             text += f"\n[attached file: {path}]"
         if not text.strip():
             return
+        key = parsed.session_key
         try:
             self._inbox.receive(Incoming(
                 platform=NAME, external_id=str(message.id), session_key=key, text=text,
-                sender=str(message.author.id),
+                sender=str(parsed.sender),
             ))  # fmt: skip
         except SpoolUnavailable as exc:  # the gateway will not replay it: tell the sender
             log.error("discord_message_refused", session=key, error=str(exc))
@@ -174,13 +225,6 @@ class DiscordPlatform:
                 await message.channel.send(UNAVAILABLE)
             except (discord.DiscordException, OSError) as send_exc:
                 log.warning("discord_send_failed", session=key, error=str(send_exc))
-
-    @staticmethod
-    def _addressed(message: discord.Message, bot_id: int) -> bool:
-        if any(user.id == bot_id for user in message.mentions):
-            return True
-        resolved = message.reference.resolved if message.reference else None
-        return isinstance(resolved, discord.Message) and resolved.author.id == bot_id
 
     def _has_role(self, message: discord.Message) -> bool:
         roles = getattr(message.author, "roles", ())
@@ -191,7 +235,7 @@ class DiscordPlatform:
         if workspace is None:
             return []
         saved = []
-        for attachment in message.attachments:
+        for attachment in getattr(message, "attachments", ()):  # unset when the payload lacks it
             relative = f"inbox/{message.channel.id}-{message.id}-{Path(attachment.filename).name}"
             if attachment.size > MAX_DOWNLOAD:
                 saved.append(f"{relative} (not downloaded: over {MAX_DOWNLOAD // 2**20} MB)")

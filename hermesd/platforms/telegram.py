@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
-from telegram import Bot, BotCommand, Message, Update
+from telegram import Bot, BotCommand
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import (
     BadRequest,
@@ -174,36 +174,29 @@ class TelegramPlatform:
 
     async def _take(self, raw: dict[str, Any], update_id: int) -> None:
         assert self._bot is not None
-        try:
-            update = Update.de_json(raw, self._bot)
-        except Exception as exc:  # one bad update must not wedge the loop
-            log.warning("telegram_update_skipped", update_id=update_id,
-                        error=f"{type(exc).__name__}: {exc}")
+        if not self._intake_open:
             return
-        message = update.message if update else None
-        if message is None or message.from_user is None or not self._intake_open:
+        parsed = updates.parse_update(raw, self._bot, self._settings, self._bot.id, self._bot.username)
+        if isinstance(parsed, updates.Skip):
+            if parsed.malformed:  # one bad update must not wedge the loop
+                log.warning("telegram_update_skipped", update_id=update_id, reason=parsed.reason)
             return
-        key = updates.session_key(message, self._settings.group_sessions)
-        if not updates.is_private(key) and self._settings.require_mention_in_groups and \
-                not updates.addressed(message, self._bot.id, self._bot.username):
-            return
-        route = self._router.route(key)
+        route = self._router.route(parsed.session_key)
         allowed = route.allowed_users if route.allowed_users is not None else self._settings.allowed_users
-        if not permitted(message.from_user.id, allowed):
-            await self._refuse(message, key)
+        if not permitted(parsed.sender, allowed):
+            await self._refuse(parsed.sender, parsed.session_key)
             return
-        text = message.text or message.caption or ""
-        for path in await self._download(message, route.agent):
+        text = parsed.text
+        for path in await self._download(parsed, route.agent):
             text += f"\n[attached file: {path}]"
         if not text.strip():
             return  # stickers, service messages and the like: nothing to answer
         self._inbox.receive(Incoming(
-            platform=NAME, external_id=str(update_id), session_key=key, text=text,
-            sender=str(message.from_user.id),
+            platform=NAME, external_id=str(update_id), session_key=parsed.session_key, text=text,
+            sender=str(parsed.sender),
         ))  # fmt: skip
 
-    async def _refuse(self, message: Message, session_key: str) -> None:
-        user = message.from_user.id if message.from_user else 0
+    async def _refuse(self, user: int, session_key: str) -> None:
         log.info("telegram_user_refused", user=user, session=session_key)
         now = time.monotonic()
         if now - self._refused.get(user, -REFUSAL_EVERY) < REFUSAL_EVERY:
@@ -211,9 +204,9 @@ class TelegramPlatform:
         self._refused[user] = now
         await self._send(session_key, "", [(REFUSAL, REFUSAL)])
 
-    async def _download(self, message: Message, agent: str | None) -> list[str]:
+    async def _download(self, parsed: updates.Parsed, agent: str | None) -> list[str]:
         """Photos and documents go to the agent's `inbox/`; the message carries their paths."""
-        attachment = message.document or (message.photo[-1] if message.photo else None)
+        attachment, message = parsed.attachment, parsed.message
         workspace = self._router.workspace_of(agent) if agent else None
         if attachment is None or workspace is None:
             return []

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given
-from hypothesis import strategies as st
 from telegram import Bot, Message, Update
 
 from hermesd.platforms import permitted
@@ -64,17 +62,3 @@ def test_what_addresses_the_bot_in_a_group() -> None:
 def test_access_lists() -> None:
     assert permitted(42, [42]) and not permitted(43, [42]) and not permitted(42, [])
     assert permitted(12345, "*") and not permitted(1, "everyone")
-
-
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=6),
-                    max_leaves=30))
-def test_any_update_either_parses_or_raises_for_the_adapter_to_skip(raw: Any) -> None:
-    try:
-        update = Update.de_json({"update_id": 1, "message": raw}, _bot)
-    except Exception:
-        return  # the adapter logs telegram_update_skipped
-    message = update.message if update else None
-    if message is not None and message.from_user is not None and message.chat is not None:
-        key = session_key(message, "per_user")
-        assert key.startswith("telegram:") and destination(key)[0] == message.chat.id
