@@ -15,7 +15,7 @@ only one imported by both the parent and the workers, so it imports nothing of e
 from __future__ import annotations
 
 import struct
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -112,10 +112,14 @@ ParentFrame = Deliver | Answer | Ping | Stop
 
 # --------------------------------------------------------------------------- worker -> parent
 
+Id = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+"""Integers a worker sends: msgpack carries up to 2**64 - 1, SQLite stores up to 2**63 - 1,
+so a larger one is refused at decoding (a protocol error) instead of failing in the spool."""
+
 
 class Hello(msgspec.Struct, tag=True, frozen=True):
     agent_id: str
-    pid: int
+    pid: Id
     landlock: int = 0  # the Landlock ABI the worker confined itself with; 0 = none
 
 
@@ -124,8 +128,8 @@ class Reply(msgspec.Struct, tag=True, frozen=True, kw_only=True):
     is unique: a re-run of the same message produces the same pairs, and the parent stores
     each pair once."""
 
-    msg_id: int
-    seq: int
+    msg_id: Id
+    seq: Id
     text: str
     files: tuple[str, ...] = ()  # paths in the agent's workspace or shared paths, to send along
 
@@ -135,7 +139,7 @@ class Typing(msgspec.Struct, tag=True, frozen=True):
 
 
 class Done(msgspec.Struct, tag=True, frozen=True, kw_only=True):
-    msg_id: int
+    msg_id: Id
     error: str | None = None
 
 
@@ -145,7 +149,7 @@ class Stats(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Pong(msgspec.Struct, tag=True, frozen=True):
-    seq: int
+    seq: Id
     stats: Stats = Stats()
 
 
@@ -174,7 +178,7 @@ class Ask(msgspec.Struct, tag=True, frozen=True, kw_only=True):
     request_id: str
     to: str
     text: str
-    depth: int
+    depth: Id
 
 
 WorkerFrame = Hello | Reply | Typing | Done | Pong | Log | Inject | Ask

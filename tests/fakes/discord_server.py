@@ -273,6 +273,11 @@ class FakeDiscord:
         self._dispatch("MESSAGE_CREATE", message, DIRECT_MESSAGES, hold=True)
         return message
 
+    def raw_event(self, event: str, data: Json) -> None:
+        """Dispatch `data` as it is, checked against nothing: a malformed event, as a
+        gateway (or a change of Discord's payloads) might send one."""
+        self._dispatch(event, data, 0)
+
     def fail(self, method: str, path_regex: str, status: int = 429, retry_after: float = 1.0, times: int = 1) -> None:
         """Answer the next ``times`` calls matching method ("*": any) and path (re.search on the full path)
         with an error; a 429 has the body and headers that make discord.py wait ``retry_after``, then retry."""

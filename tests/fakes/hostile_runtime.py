@@ -25,12 +25,16 @@ HUGE = 200_000  # characters in one reply, past its limit yet well inside one fr
 
 _TO_WORKER = protocol.Codec(protocol.ParentFrame)
 _TO_PARENT = protocol.Codec(protocol.WorkerFrame)
+_OVERFLOW = protocol.Codec(dict)
 
 RAW: dict[str, Callable[[AgentHome, protocol.Deliver], bytes]] = {
     "oversized": lambda home, message: struct.pack(">I", 0xFFFFFFF0),  # announces 4 GiB
     "garbage": lambda home, message: struct.pack(">I", 5) + b"\xc1" * 5,  # not msgpack
     "wrong-type": lambda home, message: _TO_WORKER.encode(message),  # a parent's frame
     "impostor": lambda home, message: _TO_PARENT.encode(protocol.Hello("someone-else", os.getpid())),
+    # a reply whose seq does not fit SQLite's 64-bit integers (msgpack carries up to 2**64 - 1)
+    "overflow": lambda home, message: _OVERFLOW.encode(
+        {"type": "Reply", "msg_id": message.msg_id, "seq": 2**64 - 1, "text": "x"}),
 }
 
 

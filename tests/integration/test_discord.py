@@ -204,3 +204,14 @@ def test_role_holders_may_talk_and_typing_is_shown(daemon: Daemon, fake: FakeDis
     wait_for(lambda: replies(fake, 301), timeout=15, what="answer to a role holder")
     assert replies(fake, 301) == ["a: staff question"]
     assert any("/channels/301/typing" in c["path"] for c in fake.calls())
+
+
+def test_malformed_gateway_event_costs_a_reconnect_not_the_platform(daemon: Daemon, fake: FakeDiscord) -> None:
+    start(daemon, fake)
+    fake.raw_event("MESSAGE_CREATE", {"id": "1", "content": "no channel, no author"})
+    wait_for(lambda: fake.wait_identified(timeout=0.1, count=2), timeout=30, what="a new connection")
+    wait_for(lambda: daemon.status()["platforms"]["discord"]["state"] == "ready", timeout=15,
+             what="discord ready again")
+    fake.channel_message(GUILD, GENERAL, ALICE, "still there?", mention_bot=True)
+    wait_for(lambda: replies(fake, GENERAL) == ["a: still there?"], what="answer after the reconnect")
+    assert "discord_connect_failed" in daemon.log()

@@ -24,6 +24,7 @@ FIRST_REPLIES = "".join(f"flood {i}\n" for i in range(MAX_REPLIES_PER_MESSAGE))
     ("garbage", "protocol error: undecodable frame", RECOVERED),
     ("wrong-type", "protocol error: undecodable frame", RECOVERED),
     ("impostor", "protocol error: hello from someone-else", RECOVERED),
+    ("overflow", "protocol error: undecodable frame", RECOVERED),
     ("flood", f"reply flood: more than {MAX_REPLIES_PER_MESSAGE} replies", FIRST_REPLIES),
     ("huge", "reply too long: 200000 characters", RECOVERED),
 ])  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import struct
 from types import NoneType, UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import msgspec
 import pytest
@@ -39,6 +39,9 @@ def members(kind: Any) -> tuple[type, ...]:
 def values(tp: Any) -> st.SearchStrategy[Any]:
     """Valid values of one field's annotation."""
     origin, args = get_origin(tp), get_args(tp)
+    if origin is Annotated:  # a bounded integer (protocol.Id)
+        meta = next(m for m in args[1:] if isinstance(m, msgspec.Meta))
+        return st.integers(meta.ge, meta.le)
     if origin in (Union, UnionType):
         return st.one_of([values(arg) for arg in args])
     if origin is Literal:
