@@ -167,8 +167,8 @@ class DiscordPlatform:
             except discord.PrivilegedIntentsRequired as exc:
                 self._state, self._error = "intents missing", str(exc)
                 delay = 300.0  # needs a change in the developer portal
-            except Exception as exc:  # noqa: BLE001  besides network errors, discord.py's event
-                # parsers raise KeyError/TypeError on a malformed event: reconnect, never end
+            except Exception as exc:  # besides network errors, discord.py's event parsers raise
+                # KeyError/TypeError on a malformed event: reconnect, never end the platform
                 self._state, self._error = "retrying", f"{type(exc).__name__}: {exc}"
             log.warning("discord_connect_failed", error=self._error, retry_in=f"{delay:.0f}")
             self._connected = anyio.Event()  # replies wait for the next client
