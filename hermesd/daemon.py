@@ -1,9 +1,8 @@
-"""`hermesd`: check the configuration, claim the runtime directory, fork the zygote, run.
+"""`hermesd`: check the configuration, claim the runtime directory, start the zygote, run.
 
-The order is the point of this module.  The zygote must be forked before the event loop
-starts and before platform libraries are imported (so workers do not carry them), and
-after the lock is held (so a refused second daemon forks nothing).  Hence the late
-imports below.
+The order is the point of this module: the zygote is started once the lock is held (so a
+refused second daemon starts nothing) and before the event loop and the platform
+libraries (which the daemon alone needs, hence the late imports below).
 """
 
 from __future__ import annotations
@@ -104,18 +103,18 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config.load(config_path) if config_path else config.embedded_default()
         log.configure(cfg.daemon.log_level)
         check_user(cfg)
-        lock_fd = claim_runtime_dir(Path(cfg.daemon.runtime_dir))
+        claim_runtime_dir(Path(cfg.daemon.runtime_dir))  # locked until the daemon exits
         Path(cfg.daemon.state_dir).mkdir(mode=0o750, parents=True, exist_ok=True)
         share_state_dir(cfg)
     except (config.ConfigError, RuntimeDirTaken, CannotDropPrivileges, OSError) as exc:
         print(f"hermesd: {exc}", file=sys.stderr)
         return EXIT_FAILURE
 
-    from hermesd.zygote import Zygote, fork_zygote
+    from hermesd.zygote import Zygote, start_zygote
 
-    zygote_pid, channel = fork_zygote(close_in_child=[lock_fd])
+    zygote_pid, channel = start_zygote()
 
-    import anyio  # the event loop and platform libraries come after the fork
+    import anyio
 
     from hermesd.service import Service
     from hermesd.spool import SpoolUnavailable

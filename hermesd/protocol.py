@@ -110,6 +110,15 @@ class Stop(msgspec.Struct, tag=True, frozen=True):
 ParentFrame = Deliver | Answer | Ping | Stop
 
 
+class Credentials(msgspec.Struct, frozen=True):
+    """The worker's first frame, before any `ParentFrame`: its agent's API key, read by the
+    daemon.  It goes straight to the worker, never through the zygote (whose memory every
+    later worker inherits) nor in the spec (which is compared, logged and shown)."""
+
+    api_key: str | None = None
+    problem: str | None = None  # why a configured key could not be read
+
+
 # --------------------------------------------------------------------------- worker -> parent
 
 Id = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
@@ -188,13 +197,10 @@ WorkerFrame = Hello | Reply | Typing | Done | Pong | Log | Inject | Ask
 
 
 class SpawnRequest(msgspec.Struct, tag=True, frozen=True):
-    """Sent with the worker's end of its socketpair attached (SCM_RIGHTS).  The agent's
-    API key rides here, not in the spec: a spec is compared, logged and shown."""
+    """Sent with the worker's end of its socketpair attached (SCM_RIGHTS)."""
 
     request_id: int
     spec: WorkerSpec
-    api_key: str | None = None
-    api_key_problem: str | None = None  # why a configured key could not be read
 
 
 class Spawned(msgspec.Struct, tag=True, frozen=True):

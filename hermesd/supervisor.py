@@ -24,12 +24,13 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from hermesd import log, protocol
+from hermesd import apikeys, log, protocol
 from hermesd.config import DaemonConfig
 from hermesd.zygote import Zygote, ZygoteError
 
 _TO_WORKER = protocol.Codec(protocol.ParentFrame)
 _FROM_WORKER = protocol.Codec(protocol.WorkerFrame)
+_CREDENTIALS = protocol.Codec(protocol.Credentials)
 
 MAX_REPLIES_PER_MESSAGE = 100
 """A turn that says more than this to one message is a runaway or hostile worker: every
@@ -239,6 +240,8 @@ class Supervisor:
         slot.exit_status = None
         slot.reply_counts.clear()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        key = apikeys.resolve(slot.spec.llm)
+        ours.sendall(_CREDENTIALS.encode(protocol.Credentials(key.value, key.problem)))  # fits the empty buffer
         try:
             try:
                 slot.pid = await self.zygote.spawn(slot.spec, theirs)

@@ -1,32 +1,35 @@
 """The zygote: a pre-warmed process that forks agent workers on request.
 
-It is forked from the daemon at start, before the daemon imports platform libraries or
-starts its event loop, so it holds only the worker code.  It imports that code once,
-freezes the GC (collected objects would otherwise be written to, un-sharing their pages),
-and then each worker is a fork of it: a new agent costs a few pages, not an interpreter.
+The daemon starts it at start-up as a fresh interpreter (fork and exec), so it holds only
+the worker code.  It imports that code once, freezes the GC (collected objects would
+otherwise be written to, un-sharing their pages), and then each worker is a fork of it:
+a new agent costs a few pages, not an interpreter.
 
 Who reaps whom: the daemon is a child subreaper, and the zygote double-forks (zygote ->
 short-lived intermediate -> worker).  The intermediate exits at once, so the worker is
 reparented to the daemon, which reaps it and whose death kills it (PDEATHSIG).  The zygote
 only ever waits for its own intermediates and never accumulates children.
 
-Secrets: the zygote drops every environment variable but a few harmless ones as soon as it
-is forked, so no worker inherits the bot tokens or other agents' API keys from the daemon's
-environment.  Each worker gets its own agent's key alone, read by the daemon and carried
-by its spawn request.
+Secrets: the zygote is exec'd, not a bare fork of the daemon, with only a few harmless
+environment variables, so nothing the daemon read before (the configuration, bot tokens,
+every agent's API key in its environment) is in its memory, and so in no worker's.  Each
+worker gets its own agent's key alone, read by the daemon and carried by its spawn request.
 """
 
 from __future__ import annotations
 
 import gc
+import json
 import os
 import re
 import signal
 import socket
 import struct
+import sys
 import traceback
+from collections.abc import Mapping
 
-from hermesd import apikeys, protocol
+from hermesd import protocol
 
 _REQUESTS = protocol.Codec(protocol.SpawnRequest)
 _REPLIES = protocol.Codec(protocol.ZygoteFrame)
@@ -44,31 +47,45 @@ class ZygoteError(Exception):
     """The zygote is gone or refused to spawn; no worker can start."""
 
 
-def fork_zygote(close_in_child: list[int]) -> tuple[int, socket.socket]:
-    """Fork the zygote.  Returns its pid and the daemon's end of the request channel.
-    `close_in_child`: descriptors only the daemon may hold (its runtime-dir lock).
+_BOOT = "import sys, json; sys.path[:] = json.loads(sys.argv[1]); import hermesd.zygote as z; z.main()"
+"""The zygote's first line: the daemon's import path exactly (so it runs the same code,
+custom runtimes included), passed as an argument since PYTHONPATH is not kept."""
 
-    SOCK_SEQPACKET keeps each request and its attached descriptor together as one record.
+
+def start_zygote() -> tuple[int, socket.socket]:
+    """Start the zygote; returns its pid and the daemon's end of the request channel.
+
+    Only the channel is inherited: every other descriptor Python opens is close-on-exec
+    (the runtime-dir lock included).  SOCK_SEQPACKET keeps each request and its attached
+    descriptor together as one record.
     """
     from workers import sandbox
 
     sandbox.prctl(sandbox.PR_SET_CHILD_SUBREAPER, 1)
-    daemon_pid = os.getpid()
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    pid = os.fork()
-    if pid == 0:
-        ours.close()
-        for fd in close_in_child:
-            os.close(fd)
-        code = 1
-        try:
-            code = _serve(theirs, daemon_pid)
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
+    theirs.set_inheritable(True)
+    argv = [sys.executable, "-I", "-c", _BOOT, json.dumps(sys.path), str(os.getpid()),
+            str(theirs.fileno())]
+    pid = os.posix_spawn(sys.executable, argv, harmless(os.environ))
     theirs.close()
     return pid, ours
+
+
+def harmless(environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables of `environ` that WORKER_ENVIRONMENT names."""
+    return {name: value for name, value in environ.items() if WORKER_ENVIRONMENT.fullmatch(name)}
+
+
+def main() -> None:
+    """The zygote process (see `_BOOT`): serve spawn requests until the daemon hangs up."""
+    daemon_pid, channel_fd = int(sys.argv[2]), int(sys.argv[3])
+    code = 1
+    try:
+        code = _serve(socket.socket(fileno=channel_fd), daemon_pid)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(code)
 
 
 def _serve(channel: socket.socket, daemon_pid: int) -> int:
@@ -80,7 +97,6 @@ def _serve(channel: socket.socket, daemon_pid: int) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the daemon's to handle
     sandbox.die_with(daemon_pid)
     setproctitle("hermesd: zygote")
-    keep_harmless_environment()
     worker_main.warm_up()
     gc.collect()
     gc.freeze()
@@ -102,20 +118,10 @@ def _serve(channel: socket.socket, daemon_pid: int) -> int:
         channel.send(_REPLIES.encode(reply))
 
 
-def keep_harmless_environment() -> None:
-    """Drop every variable WORKER_ENVIRONMENT does not name, from os.environ and from the
-    C environ (unsetenv).  Only after the first setproctitle: that finds argv by walking
-    back from the original environ (so it must still be intact), moves the environment to
-    the heap, and overwrites the original block, which is what /proc/<pid>/environ shows."""
-    for name in [name for name in os.environ if not WORKER_ENVIRONMENT.fullmatch(name)]:
-        del os.environ[name]
-
-
 def _spawn(
     channel: socket.socket, worker_fd: int, request: protocol.SpawnRequest, daemon_pid: int
 ) -> int:
     """Double-fork one worker and return its pid."""
-    from workers import llm  # already imported by _serve: dict lookups
     from workers import main as worker_main
 
     read_end, write_end = os.pipe()
@@ -127,7 +133,6 @@ def _spawn(
             if worker == 0:
                 os.close(write_end)
                 channel.close()
-                llm.use_api_key(request.api_key, request.api_key_problem)
                 worker_main.run(worker_fd, request.spec, daemon_pid)  # never returns
             os.write(write_end, _PID.pack(worker))
         finally:
@@ -161,8 +166,7 @@ class Zygote:
 
         async with self._lock:
             self._next_id += 1
-            key = apikeys.resolve(spec.llm)
-            request = protocol.SpawnRequest(self._next_id, spec, key.value, key.problem)
+            request = protocol.SpawnRequest(self._next_id, spec)
             try:
                 await anyio.wait_writable(self._channel)
                 socket.send_fds(self._channel, [_REQUESTS.encode(request)], [worker_socket.fileno()])

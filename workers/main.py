@@ -9,6 +9,7 @@ import math
 import os
 import signal
 import socket
+import struct
 import sys
 import traceback
 from collections.abc import Callable
@@ -39,6 +40,8 @@ _FROM_PARENT = protocol.Codec(protocol.ParentFrame)
 _TO_PARENT = protocol.Codec(protocol.WorkerFrame)
 _FROM_PARENT_ENCODE = protocol.Codec(protocol.ParentFrame)  # the warm-up plays the parent
 _TO_PARENT_DECODE = protocol.Codec(protocol.WorkerFrame)
+_CREDENTIALS = protocol.Codec(protocol.Credentials)
+MAX_CREDENTIALS = 64 * 1024  # bytes: a key is a few dozen
 
 
 def run(fd: int, spec: protocol.WorkerSpec, daemon_pid: int) -> NoReturn:
@@ -51,11 +54,26 @@ def run(fd: int, spec: protocol.WorkerSpec, daemon_pid: int) -> NoReturn:
         confinement = landlock.confine(spec)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         setproctitle(f"hermesd: agent {spec.agent_id}")
-        code = anyio.run(_serve, socket.socket(fileno=fd), spec, confinement)
+        sock = socket.socket(fileno=fd)
+        credentials = read_credentials(sock)
+        llm.use_api_key(credentials.api_key, credentials.problem)
+        code = anyio.run(_serve, sock, spec, confinement)
     except BaseException:
         traceback.print_exc()
     finally:
         os._exit(code)
+
+
+def read_credentials(sock: socket.socket) -> protocol.Credentials:
+    """The first frame on the socket, which the parent wrote before this process existed
+    (so it is waiting in the buffer: this blocking read returns at once)."""
+    header = sock.recv(4, socket.MSG_WAITALL)
+    if len(header) != 4:
+        raise ConnectionError("the parent closed the socket before sending credentials")
+    (size,) = struct.unpack(">I", header)
+    if size > MAX_CREDENTIALS:
+        raise ValueError(f"credentials frame of {size} bytes")
+    return _CREDENTIALS.decode(sock.recv(size, socket.MSG_WAITALL))
 
 
 async def _serve(

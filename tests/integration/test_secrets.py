@@ -98,3 +98,38 @@ def test_secrets_reach_neither_the_log_nor_status(
     assert json.loads(status)["agents"]
     for text in (status, agents, daemon.log()):
         assert not [name for name, value in SECRETS.items() if value in text]
+
+
+def memory_holds(pid: int, secrets: dict[str, str]) -> set[str]:
+    """Names of the `secrets` whose value is anywhere in `pid`'s readable memory."""
+    found: set[str] = set()
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            span, perms = line.split()[:2]
+            if not perms.startswith("r"):
+                continue
+            start, end = (int(x, 16) for x in span.split("-"))
+            try:
+                mem.seek(start)
+                chunk = mem.read(end - start)
+            except (OSError, OverflowError, ValueError):
+                continue  # [vvar] and the like
+            found |= {name for name, value in secrets.items() if value.encode() in chunk}
+    return found
+
+
+def test_a_worker_memory_holds_its_own_key_and_no_other_secret(
+    daemon: Daemon, llm: FakeOpenAI, secret_env: None
+) -> None:
+    """Not only its environment: nothing the daemon read is in the zygote's or a worker's
+    memory (the zygote is a fresh interpreter), only the one key the worker was given."""
+    start(daemon, llm)
+    for agent in ("a", "b"):  # each has built its client with its key
+        daemon.send("local:x", "hi", "--agent", agent)
+    agents = daemon.agents()
+    try:
+        held = {agent: memory_holds(agents[agent]["pid"], SECRETS) for agent in ("a", "b", "c")}
+        held["zygote"] = memory_holds(zygote_pid(daemon), SECRETS)
+    except PermissionError as exc:
+        pytest.skip(f"cannot read another process's memory here: {exc}")
+    assert held == {"a": {"KEY_A"}, "b": {"KEY_B"}, "c": set(), "zygote": set()}
