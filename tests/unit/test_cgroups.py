@@ -7,12 +7,16 @@ code writes one value per write, so each file keeps every value written, in orde
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 from hermesd import cgroups
 from hermesd.cgroups import MemoryCgroups, Unusable
+from hermesd.config import DaemonConfig
+from hermesd.protocol import WorkerSpec
+from hermesd.supervisor import Slot, Supervisor
 
 HYBRID_CGROUP = """\
 9:name=systemd:/system.slice/hermesd.service
@@ -178,3 +182,31 @@ def test_limit_is_shown_in_mib_or_kib() -> None:
     assert cgroups.kernel_kill_reason(256 * 1024 * 1024) == (
         "memory_max exceeded: killed by the kernel (cgroup memory.max 256 MiB)")
     assert cgroups.kernel_kill_reason(1536 * 1024).endswith("(cgroup memory.max 1536 KiB)")
+
+
+# ---------------------------------------------------------------- how the supervisor reports it
+
+
+def worker_exit(tree: Path, oom_kill_after: int) -> Slot:
+    """A worker of agent `coder` (memory_max 1 MiB) placed in its cgroup, then SIGKILLed
+    while the cgroup's memory.events counted `oom_kill_after` OOM kills."""
+    supervisor = Supervisor(zygote=None, settings=DaemonConfig(), events=None,  # type: ignore[arg-type]
+                            cgroups=MemoryCgroups(tree))
+    slot = Slot(WorkerSpec(agent_id="coder", runtime="echo", workspace="/nonexistent",
+                           memory_max=1024 * 1024))
+    slot.wanted, slot.pid = True, 4242
+    supervisor._confine(slot)
+    (tree / "agent-coder" / "memory.events").write_text(f"oom {oom_kill_after}\noom_kill {oom_kill_after}\n")
+    slot.exit_status = signal.SIGKILL  # as waitpid reports a death by SIGKILL
+    supervisor._log_exit(slot)
+    return slot
+
+
+def test_worker_killed_by_the_kernel_says_memory_max_exceeded(tree: Path) -> None:
+    slot = worker_exit(tree, oom_kill_after=1)
+    assert written(tree / "agent-coder" / "cgroup.procs") == ["4242"]
+    assert slot.last_error == "memory_max exceeded: killed by the kernel (cgroup memory.max 1 MiB)"
+
+
+def test_other_sigkill_of_a_limited_worker_is_a_plain_kill(tree: Path) -> None:
+    assert worker_exit(tree, oom_kill_after=0).last_error == "worker killed by SIGKILL"
