@@ -121,8 +121,7 @@ class MemoryCgroups:
                 _write(leaf / "cgroup.procs", str(pid))
             _write(root / "cgroup.subtree_control", "+memory")
         except OSError as exc:
-            raise Unusable(f"cannot set up {root}: {exc.strerror or exc} "
-                           f"({exc.filename or 'cgroup.procs'})") from None
+            raise Unusable(f"cannot set up {root}: {exc.strerror or exc} ({exc.filename})") from None
         cgroups = cls(root)
         for stale in root.glob(AGENT_PREFIX + "*"):  # left by a daemon that was killed
             cgroups._rmdir(stale)
@@ -224,5 +223,7 @@ def _write(path: Path, value: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
     try:
         os.write(fd, f"{value}\n".encode())
+    except OSError as exc:  # the kernel refuses at write time: name the file
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     finally:
         os.close(fd)
