@@ -86,6 +86,7 @@ class Control:
                 "config": service.config_path or "<embedded default>",
                 "summary": service.summary(),
                 "spool": service.spool.fault or "ok",
+                "memory_limits": service.memory_limits,
             },
             "platforms": {name: adapter.status() for name, adapter in service.adapters.items()},
             "agents": [_agent_status(slot, now, memory.get(slot.pid)) for slot in slots],

@@ -124,6 +124,8 @@ def print_status(data: dict[str, Any]) -> None:
         print("platforms: " + ", ".join(
             f"{name} {info.get('state', '?')}" + (f" ({info['error']})" if info.get("error") else "")
             for name, info in sorted(platforms.items())))
+    if daemon.get("memory_limits"):
+        print(f"memory_max enforced by: {daemon['memory_limits']}")
     if daemon.get("spool", "ok") != "ok":
         print(f"spool: NOT ACCEPTING new messages: {daemon['spool']}")
     rows = [["AGENT", "STATE", "PID", "UPTIME", "RESTARTS", "RSS", "USS", "QUEUE", "REFUSED", "SANDBOX",

@@ -16,7 +16,7 @@ from pathlib import Path
 import anyio
 from anyio.abc import TaskGroup
 
-from hermesd import attachments, config, log, protocol
+from hermesd import attachments, cgroups, config, log, protocol
 from hermesd.control import Control
 from hermesd.daemon import share_state_dir
 from hermesd.delivery import Deliveries, Finished
@@ -49,7 +49,8 @@ class Service:
         self.exit_code = 0
         self.router = _router(cfg)
         self.spool = Spool(Path(cfg.daemon.state_dir) / "spool.db")
-        self.supervisor = Supervisor(zygote, cfg.daemon, self)
+        memory_cgroups, self.memory_limits = cgroups.from_proc({os.getpid(), zygote.pid})
+        self.supervisor = Supervisor(zygote, cfg.daemon, self, memory_cgroups)
         self.notifier = Notifier()
         self.adapters: dict[str, Adapter] = {}
         self.deliveries = Deliveries(self.spool, self.adapters)

@@ -25,6 +25,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from hermesd import apikeys, log, protocol
+from hermesd.cgroups import MemoryCgroups, kernel_kill_reason
 from hermesd.config import DaemonConfig
 from hermesd.zygote import Zygote, ZygoteError
 
@@ -67,6 +68,7 @@ class Slot:
         self.last_error = ""
         self.logged_error = ""  # the worker's own last error line, joined to its exit
         self.kill_reason = ""  # why we killed it, if we did
+        self.oom_kills: int | None = None  # its cgroup's count before it; None: not in one
         self.failures: deque[float] = deque()  # monotonic times of recent failures
         self.inflight: dict[int, protocol.Deliver] = {}  # in arrival order
         self.reply_counts: dict[int, int] = {}  # per message in `inflight`, this process
@@ -119,8 +121,10 @@ class Supervisor:
         zygote: Zygote,
         settings: DaemonConfig,
         events: WorkerEvents,
+        cgroups: MemoryCgroups | None = None,
     ) -> None:
         self.zygote = zygote
+        self.cgroups = cgroups  # None: memory_max is enforced by the RSS watchdog
         self.settings = settings
         self.slots: dict[str, Slot] = {}
         self._events = events
@@ -180,6 +184,8 @@ class Supervisor:
 
     async def remove(self, agent_id: str) -> Slot:
         await self.stop(agent_id)
+        if self.cgroups is not None:
+            self.cgroups.remove(agent_id)
         return self.slots.pop(agent_id)
 
     async def replace(self, spec: protocol.WorkerSpec) -> None:
@@ -239,6 +245,7 @@ class Supervisor:
         slot.exited = anyio.Event()
         slot.exit_status = None
         slot.reply_counts.clear()
+        limited = self.cgroups is not None and self.cgroups.prepare(slot.agent_id, slot.spec.memory_max)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         key = apikeys.resolve(slot.spec.llm)
         ours.sendall(_CREDENTIALS.encode(protocol.Credentials(key.value, key.problem)))  # fits the empty buffer
@@ -251,6 +258,8 @@ class Supervisor:
                 return
             finally:
                 theirs.close()
+            if limited:
+                self._confine(slot)
             self._by_pid[slot.pid] = slot
             if slot.pid in self._early_exits:
                 self.child_exited(slot.pid, self._early_exits.pop(slot.pid))
@@ -278,10 +287,28 @@ class Supervisor:
             self._by_pid.pop(slot.pid or -1, None)
             if slot.exit_status is not None:
                 self._log_exit(slot)
-            slot.pid = None
+            slot.pid = slot.oom_kills = None
+
+    def _confine(self, slot: Slot) -> None:
+        """Move the new worker into its agent's memory cgroup.  It ran in the daemon's
+        leaf for the moment since its fork: a window of a few milliseconds in which it
+        only sets itself up, allocating little and starting nothing."""
+        assert self.cgroups is not None and slot.pid is not None
+        before = self.cgroups.oom_kills(slot.agent_id)
+        if self.cgroups.place(slot.agent_id, slot.pid):
+            slot.oom_kills = before
+
+    def _killed_by_kernel(self, slot: Slot, status: int) -> bool:
+        """A SIGKILL while its cgroup counted a new OOM kill: it passed memory.max."""
+        return (self.cgroups is not None and slot.oom_kills is not None
+                and os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+                and self.cgroups.killed_for_memory(slot.agent_id, slot.oom_kills))
 
     def _log_exit(self, slot: Slot) -> None:
         status = slot.exit_status or 0
+        if not slot.kill_reason and self._killed_by_kernel(slot, status):
+            slot.kill_reason = kernel_kill_reason(slot.spec.memory_max or 0)
+            log.warning("worker_killed", agent=slot.agent_id, pid=slot.pid, reason=slot.kill_reason)
         if os.WIFSIGNALED(status):
             how = f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
         else:
@@ -388,7 +415,10 @@ class Supervisor:
 
     async def _heartbeat(self, slot: Slot) -> None:
         """Ping, and watch: a worker that stops answering, or whose resident memory passes
-        its `memory_max`, is killed (and then restarted like any failed worker)."""
+        its `memory_max`, is killed (and then restarted like any failed worker).  A worker
+        in a memory cgroup is left to the kernel: its limit counts what the worker itself
+        charged (RSS also counts the pages it shares with the zygote), and two killers at
+        one limit would report the same failure two ways."""
         interval, timeout = self.settings.heartbeat_interval, self.settings.heartbeat_timeout
         seq = 0
         while True:
@@ -396,9 +426,10 @@ class Supervisor:
             if time.monotonic() - slot.last_seen > timeout:
                 slot.kill(f"no heartbeat for {timeout}s")
                 return
-            rss = _rss(slot.pid) if slot.spec.memory_max else 0
-            if slot.spec.memory_max and rss > slot.spec.memory_max:
-                slot.kill(f"memory_max exceeded: RSS {rss // 1024} KiB > {slot.spec.memory_max // 1024} KiB")
+            watched = slot.spec.memory_max if slot.oom_kills is None else None
+            rss = _rss(slot.pid) if watched else 0
+            if watched and rss > watched:
+                slot.kill(f"memory_max exceeded: RSS {rss // 1024} KiB > {watched // 1024} KiB")
                 return
             seq += 1
             if slot.frames is not None:  # also while starting or stopping: both can hang

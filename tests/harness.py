@@ -67,6 +67,7 @@ class Daemon:
         self.config_path = root / "hermesd.toml"
         self.log_path = root / "hermesd.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self.command_prefix: list[str] = []  # a wrapper that execs hermesd (e.g. into a cgroup)
 
     @property
     def socket(self) -> Path:
@@ -82,7 +83,7 @@ class Daemon:
     def start(self, wait: bool = True) -> None:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [HERMESD, "--config", str(self.config_path)], stdout=log, stderr=log,
+            [*self.command_prefix, HERMESD, "--config", str(self.config_path)], stdout=log, stderr=log,
             stdin=subprocess.DEVNULL, env=_daemon_env(),
         )  # fmt: skip
         log.close()
