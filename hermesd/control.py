@@ -19,7 +19,7 @@ from hermesd import __version__, config, log, protocol, unixsock
 
 if TYPE_CHECKING:
     from hermesd.service import Service
-    from hermesd.supervisor import Slot
+    from hermesd.slot import Slot
 
 
 MAX_REQUEST = 64 * 1024  # bytes: every request is a few dozen; anything near this is hostile
@@ -101,7 +101,7 @@ class Control:
         ]  # fmt: skip
 
     def routes(self, key: str | None) -> dict[str, Any]:
-        router = self.service.router
+        router = self.service.messages.router
         data: dict[str, Any] = {
             "routes": [{"match": p.text, "agent": p.agent} for p in router.patterns],
             "default_agent": router.default_agent,

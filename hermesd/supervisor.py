@@ -1,7 +1,6 @@
 """Keeps one worker process per agent alive, and carries messages to and from it.
 
-Each agent is a `Slot`: a small state machine (starting -> running -> stopping -> stopped,
-or backoff -> ... -> fatal) plus the messages it owes answers for.  A slot that should run
+Each agent is a `Slot` (hermesd/slot.py).  A slot that should run
 has exactly one `_supervise` task in the supervisor's task group; that task spawns the
 process, owns its socket, and decides what happens when it exits.  Exits are learnt from
 `waitpid` (the daemon reaps every child and calls `child_exited`), never guessed from a
@@ -16,17 +15,16 @@ import random
 import signal
 import socket
 import time
-from collections import deque
-from enum import StrEnum
 from typing import Protocol
 
 import anyio
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from hermesd import apikeys, log, protocol
 from hermesd.cgroups import MemoryCgroups, kernel_kill_reason
 from hermesd.config import DaemonConfig
+from hermesd.slot import Slot, State
 from hermesd.zygote import Zygote, ZygoteError
 
 _TO_WORKER = protocol.Codec(protocol.ParentFrame)
@@ -42,63 +40,6 @@ MAX_REPLY_CHARS = 100_000
 
 class Misbehaving(Exception):
     """Well-formed frames that no honest worker sends; the worker must be killed."""
-
-
-class State(StrEnum):
-    STARTING = "starting"
-    RUNNING = "running"
-    BACKOFF = "backoff"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-    FATAL = "fatal"
-
-
-class Slot:
-    """One agent: its desired and actual state, its process, and its unanswered messages."""
-
-    def __init__(self, spec: protocol.WorkerSpec) -> None:
-        self.spec = spec
-        self.state = State.STOPPED
-        self.wanted = False
-        self.pid: int | None = None
-        self.started_at: float | None = None  # time.time() of the last Hello
-        self.landlock: int | None = None  # its Hello's Landlock ABI (0 = none)
-        self.restarts = 0
-        self.refused = 0  # messages turned away because the queue was full
-        self.last_error = ""
-        self.logged_error = ""  # the worker's own last error line, joined to its exit
-        self.kill_reason = ""  # why we killed it, if we did
-        self.oom_kills: int | None = None  # its cgroup's count before it; None: not in one
-        self.failures: deque[float] = deque()  # monotonic times of recent failures
-        self.inflight: dict[int, protocol.Deliver] = {}  # in arrival order
-        self.reply_counts: dict[int, int] = {}  # per message in `inflight`, this process
-        self.frames: MemoryObjectSendStream[protocol.ParentFrame] | None = None
-        self.exited = anyio.Event()
-        self.exit_status: int | None = None
-        self.last_seen = 0.0
-        self.task_done = anyio.Event()
-        self.task_done.set()
-        self.backoff: anyio.CancelScope | None = None
-
-    @property
-    def agent_id(self) -> str:
-        return self.spec.agent_id
-
-    def send(self, frame: protocol.ParentFrame) -> None:
-        if self.frames is not None and self.state is State.RUNNING:
-            self.frames.send_nowait(frame)
-
-    def request_stop(self) -> None:
-        """Send Stop if there is a process to send it to."""
-        if self.frames is not None and self.state is not State.STOPPING:
-            self.state = State.STOPPING
-            self.frames.send_nowait(protocol.Stop())
-
-    def kill(self, reason: str) -> None:
-        if self.pid is not None and not self.exited.is_set():
-            self.kill_reason = reason
-            log.warning("worker_killed", agent=self.agent_id, pid=self.pid, reason=reason)
-            os.kill(self.pid, signal.SIGKILL)
 
 
 class WorkerEvents(Protocol):

@@ -12,8 +12,9 @@ import anyio
 from anyio.abc import TaskStatus
 
 from hermesd import protocol
+from hermesd.slot import Slot
 from hermesd.spool import Inbound, Outgoing, Spool
-from hermesd.supervisor import Slot, Supervisor
+from hermesd.supervisor import Supervisor
 
 NAME = "agent"
 MAX_DEPTH = 3  # A asks B asks C asks D, and no further: bounds loops between agents

@@ -16,7 +16,8 @@ from hermesd import cgroups
 from hermesd.cgroups import MemoryCgroups, Unusable
 from hermesd.config import DaemonConfig
 from hermesd.protocol import WorkerSpec
-from hermesd.supervisor import Slot, Supervisor
+from hermesd.slot import Slot
+from hermesd.supervisor import Supervisor
 
 HYBRID_CGROUP = """\
 9:name=systemd:/system.slice/hermesd.service
