@@ -19,6 +19,7 @@ from hermesd.platforms import Adapter
 from hermesd.spool import Outgoing, Spool, SpoolUnavailable
 
 RETRY_MAX = 60.0  # seconds between attempts at an adapter that keeps failing
+MAX_BACKLOG = 100  # items one conversation may have waiting before its sender is slowed
 
 
 class Finished(msgspec.Struct, frozen=True):
@@ -79,6 +80,12 @@ class Deliveries:
         """Queue a conversation's undelivered replies again (a client came back for them)."""
         for reply in self._spool.undelivered(platform, session_key):
             self.enqueue(platform, Resend(reply))
+
+    async def room(self, platform: str, session_key: str) -> None:
+        """Return once the conversation has fewer than MAX_BACKLOG items waiting."""
+        queue = self._conversations.get((platform, session_key))
+        while queue is not None and len(queue) >= MAX_BACKLOG:
+            await anyio.sleep(0.01)
 
     async def flushed(self) -> None:
         """Return once nothing is waiting to be sent (for a graceful stop)."""

@@ -208,6 +208,9 @@ class Messages:
     def retry(self, platform: str, session_key: str) -> None:
         self._deliveries.retry(platform, session_key)
 
+    async def room(self, platform: str, session_key: str) -> None:
+        await self._deliveries.room(platform, session_key)
+
     def on_typing(self, slot: Slot, typing: protocol.Typing) -> None:
         for message in slot.inflight.values():
             if message.session_key == typing.session_key:

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import msgspec
 
+from hermesd import wal
+
 
 class SpoolUnavailable(Exception):
     """The spool cannot take writes (disk full, read-only, I/O error): nothing new may be
@@ -133,11 +135,7 @@ class Spool:
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        # Checkpoints fsync; they run from `checkpoint()` in a thread, not in the event loop.
-        self._db.execute("PRAGMA wal_autocheckpoint=0")
+        wal.configure(self._db)
         fresh = self._db.execute(
             "SELECT 1 FROM sqlite_master WHERE name = 'inbound'"
         ).fetchone() is None
@@ -317,12 +315,8 @@ class Spool:
         a connection of its own, and PASSIVE never blocks the writer.  A failure is left
         for `health` to report: the WAL keeps every commit until a checkpoint succeeds."""
         try:
-            db = sqlite3.connect(self.path, isolation_level=None)
-            try:
-                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            finally:
-                db.close()
-        except sqlite3.Error:
+            wal.checkpoint(self.path)
+        except (sqlite3.Error, OSError):
             pass
 
     def prune(self, older_than: float) -> int:

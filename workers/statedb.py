@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from hermesd import wal
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS handled (
     msg_id     INTEGER PRIMARY KEY,
@@ -70,10 +72,7 @@ class StateDB:
     def db(self) -> sqlite3.Connection:
         if self._connection is None:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            # Checkpoints fsync: `checkpoint` runs them off the event loop instead.
-            db.execute("PRAGMA wal_autocheckpoint=0")
+            wal.configure(db)  # checkpoints: `checkpoint`, off the event loop
             db.executescript(SCHEMA)
             self._connection = db
         return self._connection
@@ -83,15 +82,10 @@ class StateDB:
         return self._connection is not None and self._connection.total_changes != self._checkpointed_changes
 
     def checkpoint(self) -> None:
-        """Copy the WAL into the database file, with a connection of its own (safe from a
-        thread; PASSIVE never blocks the writer)."""
+        """Copy the WAL into the database file (safe from a thread: see hermesd.wal)."""
         assert self._connection is not None
         self._checkpointed_changes = self._connection.total_changes
-        db = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        finally:
-            db.close()
+        wal.checkpoint(self.path)
 
     def transaction(self) -> sqlite3.Connection:
         """`with state.transaction():` groups statements; commits or rolls back."""

@@ -34,6 +34,12 @@ class Inbox(Protocol):
         came back to it)."""
         ...
 
+    async def room(self, platform: str, session_key: str) -> None:
+        """Return once this conversation's queue of replies to send is short again: an
+        adapter that can slow its sender down (a socket it stops reading) waits here, so a
+        sender faster than its own replies cannot grow that queue without bound."""
+        ...
+
 
 class Directory(Protocol):
     """What a bot adapter looks up about agents: where a conversation goes, where the

@@ -100,6 +100,7 @@ class LocalPlatform:
                 await connection.send(protocol.LocalError(f"not accepted, send it again later: {exc}"))
                 return
             await connection.send(protocol.LocalAccepted(request.client_id, entry.msg_id, route.agent))
+            await self._inbox.room(NAME, request.session_key)  # read no more until it drains
         else:
             await connection.send(protocol.LocalError(f"unexpected {type(request).__name__}"))
 

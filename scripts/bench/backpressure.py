@@ -16,6 +16,7 @@ Run with the venv's python:  .venv/bin/python scripts/bench/backpressure.py [--m
 from __future__ import annotations
 
 import argparse
+import socket
 import statistics
 import threading
 import time
@@ -48,18 +49,15 @@ def flood(path: h.Path, messages: int, run: Run) -> None:
     answers on a thread so the daemon's writes to us never block; return once the busy
     answers have stopped coming for a second."""
     client = h.LocalClient(path)
-    done = threading.Event()
 
-    def read() -> None:
-        while not done.is_set():
+    def read() -> None:  # blocking reads: the socket has no timeout, so sends may block too
+        while True:
             try:
-                frame = client.receive(timeout=0.2)
-            except TimeoutError:
-                continue
+                frame = client.receive(timeout=None)  # type: ignore[arg-type]
             except RuntimeError as exc:  # a LocalDone with an error: refused, the notice given
                 run.busy += " is busy " in str(exc)
                 continue
-            except OSError:
+            except (ConnectionError, OSError):
                 return
             if isinstance(frame, protocol.LocalReply) and " is busy " in frame.text:
                 run.busy += 1
@@ -73,7 +71,7 @@ def flood(path: h.Path, messages: int, run: Run) -> None:
     while seen != run.busy:
         seen = run.busy
         time.sleep(1.0)
-    done.set()
+    client.sock.shutdown(socket.SHUT_RDWR)
     reader.join()
     client.close()
 
