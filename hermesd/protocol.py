@@ -281,7 +281,11 @@ class LocalAccepted(msgspec.Struct, tag="accepted", frozen=True):
 
 
 class LocalReply(msgspec.Struct, tag="reply", frozen=True, kw_only=True):
+    """One reply.  (`msg_id`, `seq`) names it: a reply written to the socket just before
+    the daemon died is sent again after the restart, and a client drops the repeat."""
+
     msg_id: int
+    seq: int = 0
     session_key: str
     agent: str
     text: str

@@ -73,10 +73,12 @@ class Daemon:
     def socket(self) -> Path:
         return self.runtime_dir / "control.sock"
 
-    def write_config(self, agents: str, extra: str = "", daemon: str = "") -> None:
+    def write_config(
+        self, agents: str, extra: str = "", daemon: str = "", supervisor: str = FAST_SUPERVISOR
+    ) -> None:
         self.config_path.write_text(
             f'[daemon]\nstate_dir = "{self.state_dir}"\nruntime_dir = "{self.runtime_dir}"\n'
-            + textwrap.dedent(daemon) + FAST_SUPERVISOR + textwrap.dedent(agents)
+            + textwrap.dedent(daemon) + supervisor + textwrap.dedent(agents)
             + textwrap.dedent(extra)
         )
 

@@ -48,7 +48,7 @@ class LocalPlatform:
                 "clients": len({c for conns in self._attached.values() for c in conns})}
 
     async def deliver(self, reply: Outgoing) -> bool:
-        frame = protocol.LocalReply(msg_id=reply.msg_id, session_key=reply.session_key,
+        frame = protocol.LocalReply(msg_id=reply.msg_id, seq=reply.seq, session_key=reply.session_key,
                                     agent=reply.agent, text=reply.text, files=list(reply.files))
         return await self._broadcast(reply.session_key, frame)
 
