@@ -95,6 +95,8 @@ def _serve(channel: socket.socket, daemon_pid: int) -> int:
     from workers import sandbox
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the daemon's to handle
+    if os.getppid() != daemon_pid:  # the daemon died before we got this far
+        return 1
     sandbox.die_with(daemon_pid)
     setproctitle("hermesd: zygote")
     worker_main.warm_up()

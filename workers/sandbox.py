@@ -34,10 +34,14 @@ def die_with(parent_pid: int, timeout: float = 5.0) -> None:
     The worker is born to a short-lived intermediate process and reparented to the daemon
     (a child subreaper) when that exits.  PDEATHSIG fires when the *current* parent dies,
     so it can only be set once the daemon is the parent; then getppid() is checked again
-    in case the daemon died in between.
+    in case the daemon died in between.  Reparented to anyone else, the daemon is already
+    gone: exit at once.
     """
     deadline = time.monotonic() + timeout
-    while os.getppid() != parent_pid:
+    born_to = os.getppid()
+    while (parent := os.getppid()) != parent_pid:
+        if parent != born_to:
+            os._exit(1)
         if time.monotonic() > deadline:
             raise RuntimeError(f"not reparented to the daemon (pid {parent_pid})")
         time.sleep(0.0002)
