@@ -53,6 +53,7 @@ class Service:
         self.messages.bind(self.supervisor, agent_platform)
         self.notifier = Notifier()
         self._reload_lock = anyio.Lock()
+        self._reported_fault: str | None = None  # the spool fault last logged
         self._task_group: TaskGroup | None = None
         runtime_dir = Path(cfg.daemon.runtime_dir)
         self.control_path = runtime_dir / "control.sock"
@@ -164,8 +165,8 @@ class Service:
     def _check_spool(self) -> None:
         """Notice the state dir filling up or turning read-only, and its recovery: while it
         cannot take writes, new messages are refused (accepting means storing first)."""
-        before = self.spool.fault
-        fault = self.spool.health(self.cfg.daemon.min_free_space)
+        before, self._reported_fault = self._reported_fault, self.spool.health(self.cfg.daemon.min_free_space)
+        fault = self._reported_fault
         if fault and fault != before:
             log.error("spool_unwritable", error=fault, consequence="new messages are refused")
             self.notifier.status(self.summary())

@@ -9,6 +9,7 @@ import math
 import os
 import signal
 import socket
+import sqlite3
 import struct
 import sys
 import traceback
@@ -98,7 +99,7 @@ async def _serve(
     async with anyio.create_task_group() as task_group:
         task_group.start_soon(_read_frames, stream, agent, home, send, task_group)
         task_group.start_soon(home.scheduler.run)
-        task_group.start_soon(_checkpoints, home.state)
+        task_group.start_soon(_checkpoints, home)
         await _write_frames(stream, frames)  # until Stop has drained and closed `send`
         task_group.cancel_scope.cancel()
     return 0
@@ -117,12 +118,22 @@ def _make_home(
                      parent=parent, scheduler=Scheduler(state, parent), send=send)
 
 
-async def _checkpoints(state: StateDB) -> None:
-    """state.db's WAL checkpoints fsync; in the event loop they would stall every turn."""
+async def _checkpoints(home: AgentHome) -> None:
+    """state.db's WAL checkpoints fsync; in the event loop they would stall every turn.
+    One that fails (a full or read-only disk) is logged once and tried again later: the
+    WAL keeps every commit meanwhile."""
+    failing = ""
     while True:
         await anyio.sleep(CHECKPOINT_INTERVAL)
-        if state.needs_checkpoint():
-            await anyio.to_thread.run_sync(state.checkpoint)
+        if not home.state.needs_checkpoint():
+            continue
+        try:
+            await anyio.to_thread.run_sync(home.state.checkpoint)
+            failing = ""
+        except (sqlite3.Error, OSError) as exc:
+            if str(exc) != failing:
+                home.log("warning", "checkpoint_failed", error=str(exc))
+            failing = str(exc)
 
 
 async def _read_frames(

@@ -84,8 +84,9 @@ class StateDB:
     def checkpoint(self) -> None:
         """Copy the WAL into the database file (safe from a thread: see hermesd.wal)."""
         assert self._connection is not None
-        self._checkpointed_changes = self._connection.total_changes
+        changes = self._connection.total_changes
         wal.checkpoint(self.path)
+        self._checkpointed_changes = changes
 
     def transaction(self) -> sqlite3.Connection:
         """`with state.transaction():` groups statements; commits or rolls back."""

@@ -117,3 +117,46 @@ def test_read_only_state_dir_at_start_is_a_clear_error(daemon: Daemon) -> None:
         assert f"cannot open the spool in {daemon.state_dir}" in daemon.log()
     finally:
         subprocess.run(["umount", "-l", str(daemon.state_dir)], check=False)
+
+
+@pytest.fixture
+def failing_disk(daemon: Daemon) -> Iterator[Daemon]:
+    """The state directory on a small ext4 image mounted errors=remount-ro: the file system
+    turns read-only under the running daemon, as a real one does after an I/O error."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting an ext4 image as the state directory needs root")
+    image = daemon.root / "state.img"
+    daemon.state_dir.mkdir()
+    with open(image, "wb") as file:
+        file.truncate(64 << 20)
+    steps = [["mkfs.ext4", "-q", str(image)],
+             ["mount", "-o", "loop,errors=remount-ro", str(image), str(daemon.state_dir)]]
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot {' '.join(step[:2])} here: {done.stderr.strip()}")
+    daemon.write_config(AGENTS, daemon=f'min_free_space = {MIN_FREE}\ndefault_agent = "echo"\n')
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+        subprocess.run(["umount", "-l", str(daemon.state_dir)], check=False)
+
+
+def test_state_dir_turning_read_only_is_reported_and_refuses_new_messages(failing_disk: Daemon) -> None:
+    """(ext4 with an aborted journal stays read-only until it is checked and mounted again,
+    which means a restart of hermesd: recovery is what the tests above show.)"""
+    daemon = failing_disk
+    assert daemon.send("local:r", "before") == "echo: before\n"
+    device = os.path.basename(subprocess.run(["findmnt", "-n", "-o", "SOURCE", str(daemon.state_dir)],
+                                             capture_output=True, text=True, check=True).stdout.strip())
+    with open(f"/sys/fs/ext4/{device}/trigger_fs_error", "w") as trigger:
+        trigger.write("test\n")  # ext4 now fails every write with EROFS
+
+    refused = daemon.ctl("send", "local:r", "during")
+    assert refused.returncode == 1 and "not accepted, send it again later" in refused.stderr
+    assert spool_state(daemon).startswith("cannot write")
+    wait_for(lambda: "spool_unwritable" in daemon.log(), what="the fault logged")
+    assert "NOT ACCEPTING new messages: cannot write" in daemon.ctl("status").stdout
+    assert all(agent["state"] == "running" for agent in daemon.agents().values())
