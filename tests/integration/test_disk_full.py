@@ -10,6 +10,7 @@ import os
 import sqlite3
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -25,22 +26,34 @@ echo_delay = 1.5
 MIN_FREE = 4 << 20
 
 
-@pytest.fixture
-def small_disk(daemon: Daemon) -> Iterator[Daemon]:
+@contextmanager
+def state_dir_on(daemon: Daemon, *commands: list[str]) -> Iterator[None]:
+    """Run `commands`, the last of which mounts a file system on the state directory
+    (skipped, with the reason, where that cannot be done); unmount it at the end."""
     if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs as the state directory needs root")
+        pytest.skip("mounting a file system as the state directory needs root")
     daemon.state_dir.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(daemon.state_dir)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    daemon.write_config(AGENTS, daemon=f"min_free_space = {MIN_FREE}\ndefault_agent = \"echo\"\n")
-    daemon.start()
+    for command in commands:
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot run {command[0]} here: {done.stderr.strip()}")
     try:
-        yield daemon
+        yield
     finally:
         daemon.stop()
         subprocess.run(["umount", "-l", str(daemon.state_dir)], check=False)
+
+
+def start(daemon: Daemon) -> Daemon:
+    daemon.write_config(AGENTS, daemon=f'min_free_space = {MIN_FREE}\ndefault_agent = "echo"\n')
+    daemon.start()
+    return daemon
+
+
+@pytest.fixture
+def small_disk(daemon: Daemon) -> Iterator[Daemon]:
+    with state_dir_on(daemon, ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(daemon.state_dir)]):
+        yield start(daemon)
 
 
 def spool_state(daemon: Daemon) -> str:
@@ -102,46 +115,24 @@ def test_message_accepted_before_the_fault_is_answered_after_it(small_disk: Daem
 
 
 def test_read_only_state_dir_at_start_is_a_clear_error(daemon: Daemon) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a read-only tmpfs as the state directory needs root")
-    daemon.state_dir.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(daemon.state_dir)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with state_dir_on(daemon, ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(daemon.state_dir)]):
         daemon.write_config(AGENTS)
         daemon.start(wait=False)
         assert daemon.process is not None
         assert daemon.process.wait(timeout=30) == 1
         assert f"cannot open the spool in {daemon.state_dir}" in daemon.log()
-    finally:
-        subprocess.run(["umount", "-l", str(daemon.state_dir)], check=False)
 
 
 @pytest.fixture
 def failing_disk(daemon: Daemon) -> Iterator[Daemon]:
     """The state directory on a small ext4 image mounted errors=remount-ro: the file system
     turns read-only under the running daemon, as a real one does after an I/O error."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting an ext4 image as the state directory needs root")
     image = daemon.root / "state.img"
-    daemon.state_dir.mkdir()
     with open(image, "wb") as file:
         file.truncate(64 << 20)
-    steps = [["mkfs.ext4", "-q", str(image)],
-             ["mount", "-o", "loop,errors=remount-ro", str(image), str(daemon.state_dir)]]
-    for step in steps:
-        done = subprocess.run(step, capture_output=True, text=True)
-        if done.returncode != 0:
-            pytest.skip(f"cannot {' '.join(step[:2])} here: {done.stderr.strip()}")
-    daemon.write_config(AGENTS, daemon=f'min_free_space = {MIN_FREE}\ndefault_agent = "echo"\n')
-    daemon.start()
-    try:
-        yield daemon
-    finally:
-        daemon.stop()
-        subprocess.run(["umount", "-l", str(daemon.state_dir)], check=False)
+    with state_dir_on(daemon, ["mkfs.ext4", "-q", str(image)],
+                      ["mount", "-o", "loop,errors=remount-ro", str(image), str(daemon.state_dir)]):
+        yield start(daemon)
 
 
 def test_state_dir_turning_read_only_is_reported_and_refuses_new_messages(failing_disk: Daemon) -> None:

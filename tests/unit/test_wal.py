@@ -18,15 +18,20 @@ def write(db: sqlite3.Connection, megabytes: int) -> None:
         db.execute("INSERT OR REPLACE INTO t (id, data) VALUES (1, ?)", (BLOB,))
 
 
+def table(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None)
+    wal.configure(db)
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)")
+    return db
+
+
 def wal_size(path: Path) -> int:
     return path.with_name(path.name + "-wal").stat().st_size
 
 
 def test_a_big_wal_file_shrinks_back_after_a_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "x.db"
-    db = sqlite3.connect(path, isolation_level=None)
-    wal.configure(db)
-    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)")
+    db = table(path)
     write(db, 40)
     assert wal_size(path) > wal.RESTART_OVER
     wal.checkpoint(path)
@@ -36,9 +41,7 @@ def test_a_big_wal_file_shrinks_back_after_a_checkpoint(tmp_path: Path) -> None:
 
 def test_a_small_wal_is_checkpointed_without_blocking_the_writer(tmp_path: Path) -> None:
     path = tmp_path / "x.db"
-    db = sqlite3.connect(path, isolation_level=None)
-    wal.configure(db)
-    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)")
+    db = table(path)
     write(db, 2)
     db.execute("BEGIN")  # a transaction still open: PASSIVE copies what it can and returns
     db.execute("INSERT INTO t (id, data) VALUES (2, x'00')")
