@@ -79,6 +79,9 @@ class DaemonConfig(_Section):
     runtime_dir: str = "/run/hermesd"
     default_agent: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["logfmt", "json"] = "logfmt"
+    log_file: str | None = None
+    """Absolute path; unset = standard error (the journal under systemd)."""
     user: str | None = None
     """Workers of a daemon started as root run as this user (see `Config.run_as`)."""
     heartbeat_interval: Seconds = 5.0
@@ -457,8 +460,9 @@ class _Loader:
     def daemon(self, raw: dict[str, Any]) -> DaemonConfig:
         raw = self.sizes(raw, ("daemon",), ("min_free_space",))
         daemon: DaemonConfig = self.convert(raw, DaemonConfig, ("daemon",))
-        for key in ("state_dir", "runtime_dir"):
-            self.absolute(getattr(daemon, key), ("daemon", key))
+        for key in ("state_dir", "runtime_dir", "log_file"):
+            if getattr(daemon, key) is not None:
+                self.absolute(getattr(daemon, key), ("daemon", key))
         if daemon.heartbeat_timeout <= daemon.heartbeat_interval:
             raise self.error(("daemon", "heartbeat_timeout"), "must exceed heartbeat_interval")
         if daemon.backoff_max < daemon.backoff_initial:

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         config_path = config.DEFAULT_CONFIG_PATH
     try:
         cfg = config.load(config_path) if config_path else config.embedded_default()
-        log.configure(cfg.daemon.log_level)
+        log.configure(cfg.daemon.log_level, cfg.daemon.log_format, cfg.daemon.log_file)
         check_user(cfg)
         claim_runtime_dir(Path(cfg.daemon.runtime_dir))  # locked until the daemon exits
         Path(cfg.daemon.state_dir).mkdir(mode=0o750, parents=True, exist_ok=True)

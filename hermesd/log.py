@@ -1,14 +1,17 @@
 """Structured one-line logs: `level=info event=worker_spawned agent=coder pid=4242`.
 
-One line per event, key=value pairs (values with spaces are quoted), written to stderr.
-Under systemd (JOURNAL_STREAM set) each line starts with its syslog priority (`<6>`) and
-carries no timestamp, since journald adds both; elsewhere it starts with a UTC timestamp.
-Registered secrets, and anything shaped like a Telegram bot token, are masked in every
-line before it is written: a token must never reach a log.
+One line per event, key=value pairs (values with spaces are quoted), or one JSON object
+(`log_format = "json"`), written to stderr, or to `log_file` (then stderr is pointed at
+it too, so tracebacks land beside the lines; `reopen` after a rotation).  Under systemd
+(JOURNAL_STREAM set) each line starts with its syslog priority (`<6>`) and carries no
+timestamp, since journald adds both; elsewhere it starts with a UTC timestamp.  Registered
+secrets, and anything shaped like a Telegram bot token, are masked in every line before it
+is written: a token must never reach a log.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -35,11 +38,32 @@ def _stderr_is_journal() -> bool:
 
 _journald = _stderr_is_journal()
 _out: TextIO = sys.stderr
+_json = False
+_file: str | None = None
 
 
-def configure(level: str) -> None:
-    global _threshold
-    _threshold = LEVELS[level]
+def configure(level: str, format: str = "logfmt", file: str | None = None) -> None:
+    """Apply the [daemon] log settings (at start and at every reload).  Raises OSError when
+    `file` cannot be opened; the previous destination stays."""
+    global _threshold, _json, _file
+    _threshold, _json = LEVELS[level], format == "json"
+    if file != _file:
+        _file = file
+        reopen()
+
+
+def reopen() -> None:
+    """Open `log_file` again (SIGUSR1, after logrotate moved it) and point stderr at it, so
+    the daemon's own tracebacks, and those of processes it starts later, go there too."""
+    global _journald
+    if _file is None:
+        return
+    fd = os.open(_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        os.dup2(fd, 2)  # dup2 clears close-on-exec on fd 2: children inherit it
+    finally:
+        os.close(fd)
+    _journald = False
 
 
 def add_secret(secret: str) -> None:
@@ -65,13 +89,17 @@ def emit(level: str, event: str, **fields: Any) -> None:
     priority = LEVELS.get(level, 6)
     if priority > _threshold:
         return
-    body = " ".join(f"{key}={_quote(value)}" for key, value in fields.items() if value != "")
-    line = redact(f"level={level} event={event} {body}".rstrip())
+    stamp = "" if _journald else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if _json:
+        record = {"time": stamp, "level": level, "event": event} if stamp else {"level": level, "event": event}
+        record.update((key, str(value)) for key, value in fields.items() if value != "")
+        line = redact(json.dumps(record, ensure_ascii=False))
+    else:
+        body = " ".join(f"{key}={_quote(value)}" for key, value in fields.items() if value != "")
+        line = redact(f"level={level} event={event} {body}".rstrip())
+        line = f"{stamp} {line}" if stamp else line
     if _journald:
         line = f"<{priority}>{line}"
-    else:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-        line = f"{stamp}Z {line}"
     try:
         _out.write(line + "\n")
         _out.flush()

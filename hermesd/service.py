@@ -3,7 +3,7 @@
 What happens to messages is `Messages`' (hermesd/messages.py); replies leave through
 `Deliveries` (hermesd/delivery.py).  `Service.run` owns every long-lived task.  Like a classic arbiter, signal handlers only
 queue (anyio's signal receiver) and the main loop acts: SIGCHLD reaps, SIGHUP reloads,
-SIGTERM/SIGINT drain and stop.  Work that waits (reload, shutdown) runs as its own task so
+SIGUSR1 reopens the log file, SIGTERM drains and stops, SIGINT stops at once.  Work that waits (reload, shutdown) runs as its own task so
 the loop keeps reaping children meanwhile.
 """
 
@@ -78,7 +78,7 @@ class Service:
 
     async def run(self) -> int:
         with anyio.open_signal_receiver(
-            signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD
+            signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD
         ) as signals:
             async with anyio.create_task_group() as self._task_group:
                 tg = self._task_group
@@ -108,11 +108,21 @@ class Service:
             self.reap()
         elif signum == signal.SIGHUP:
             tg.start_soon(self._reload_quietly)
-        elif self.state == "stopping":  # a second SIGTERM/SIGINT: no more waiting
-            log.warning("stop_forced")
+        elif signum == signal.SIGUSR1:
+            self._reopen_log()
+        elif self.state == "stopping" or signum == signal.SIGINT:  # no more waiting
+            log.warning("stop_forced", signal=signal.Signals(signum).name)
             self.supervisor.stop_now()
+            tg.start_soon(self.shutdown)
         else:
             tg.start_soon(self.shutdown)
+
+    def _reopen_log(self) -> None:
+        try:
+            log.reopen()
+            log.info("log_reopened", file=self.cfg.daemon.log_file or "<stderr>")
+        except OSError as exc:
+            log.error("log_file_failed", file=self.cfg.daemon.log_file, error=str(exc))
 
     def reap(self) -> None:
         """Collect every exited child: workers, the zygote, and any orphan that was
@@ -237,7 +247,10 @@ class Service:
             changes = reconfigure.diff({a: slot.spec for a, slot in self.supervisor.slots.items()}, specs)
             self.cfg, self.messages.router = new, _router(new)
             self.supervisor.settings = new.daemon
-            log.configure(new.daemon.log_level)
+            try:
+                log.configure(new.daemon.log_level, new.daemon.log_format, new.daemon.log_file)
+            except OSError as exc:
+                log.error("log_file_failed", file=new.daemon.log_file, error=str(exc))
             log.info("reload_applying", added=",".join(changes.added),
                      removed=",".join(changes.removed), changed=",".join(changes.changed))
             done = anyio.Event()

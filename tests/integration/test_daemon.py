@@ -93,14 +93,24 @@ def test_hermesctl_exit_codes(daemon: Daemon) -> None:
     assert json.loads(daemon.ctl("--json", "agents").stdout)[0]["runtime"] == "echo"
 
 
-def test_sigint_stops_like_sigterm(daemon: Daemon) -> None:
-    daemon.write_config(AGENTS)
+def test_sigint_stops_without_waiting_and_the_turn_resumes_after_restart(daemon: Daemon) -> None:
+    """Ctrl-C is the quick stop: the running turn is cut off (SIGTERM would let it finish),
+    and the next start runs it again."""
+    daemon.write_config('[agents.slow]\nruntime = "echo"\necho_delay = 3.0\n')
     daemon.start()
     workers = [p.pid for p in daemon.children()]
+    sender = daemon.ctl_popen("send", "local:quick", "cut short", "--agent", "slow")
+    wait_for(lambda: daemon.agents()["slow"]["queue"] == 1, what="turn running")
     assert daemon.process is not None
     daemon.process.send_signal(signal.SIGINT)
     assert daemon.process.wait(timeout=15) == 0
+    assert sender.wait(timeout=15) == 3  # no answer: the daemon went away under it
     wait_for(lambda: not any(exists(pid) for pid in workers), what="workers gone")
+    assert "stop_forced signal=SIGINT" in daemon.log()
+
+    daemon.start()
+    chat = daemon.ctl("chat", "slow", "--session", "quick", "--timeout", "20")
+    assert chat.stdout.splitlines() == ["slow: cut short"], chat.stderr
 
 
 def test_zygote_death_stops_the_daemon_with_failure(daemon: Daemon) -> None:
