@@ -68,6 +68,8 @@ class Control:
                 return protocol.ControlReply(True, self.routes(request.key))
             if isinstance(request, protocol.ReloadRequest):
                 return protocol.ControlReply(True, await self.service.reload(request.wait))
+            if isinstance(request, protocol.LogsRequest):
+                return self.logs(request)
             return await self.agent_command(request)
         except config.ConfigError as exc:
             return protocol.ControlReply(False, error=str(exc))
@@ -110,6 +112,11 @@ class Control:
             route = router.resolve(key)
             data["resolved"] = {"key": key, "agent": route.agent, "rule": route.rule}
         return data
+
+    def logs(self, request: protocol.LogsRequest) -> protocol.ControlReply:
+        if request.agent not in self.service.supervisor.slots:
+            return protocol.ControlReply(False, error=f"no agent {request.agent!r}")
+        return protocol.ControlReply(True, {"lines": log.recent(request.agent, request.after)})
 
     async def agent_command(self, request: protocol.AgentCommand) -> protocol.ControlReply:
         supervisor = self.service.supervisor

@@ -20,9 +20,10 @@ from typing import Any, NoReturn
 
 import msgspec
 
-from hermesd import protocol
+from hermesd import log, protocol
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+FOLLOW_EVERY = 0.5  # seconds between polls of `logs --follow`
 SYSTEM_SOCKET = Path("/run/hermesd/control.sock")
 
 
@@ -309,6 +310,11 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("text")
     send.add_argument("--agent", help="talk to this agent instead of the one the routes pick")
     send.add_argument("--timeout", type=float, default=60.0)
+    logs = commands.add_parser("logs", help="an agent's recent log lines (the daemon keeps "
+                                            f"the last {log.KEPT_PER_AGENT})")
+    logs.add_argument("agent")
+    logs.add_argument("-n", "--lines", type=int, default=50, metavar="N", help="how many (default 50)")
+    logs.add_argument("-f", "--follow", action="store_true", help="then print new lines as they come")
     chat = commands.add_parser("chat", help="interactive chat with an agent (session local:AGENT)")
     chat.add_argument("agent")
     chat.add_argument("--session", help="session name (key local:NAME; default: the agent id)")
@@ -355,6 +361,21 @@ def cmd_import_profile(control: Path, args: argparse.Namespace) -> None:
         print(json.dumps(out, indent=2))
 
 
+def cmd_logs(control: Path, agent: str, lines: int, follow: bool) -> None:
+    """Print the agent's recent lines, then (with --follow) new ones as they come, polling
+    the daemon every FOLLOW_EVERY seconds until interrupted."""
+    entries = request(control, protocol.LogsRequest(agent))["lines"][-lines:] if lines else []
+    last = entries[-1][0] if entries else 0
+    while True:
+        for number, line in entries:
+            print(line, flush=True)
+            last = number
+        if not follow:
+            return
+        time.sleep(FOLLOW_EVERY)
+        entries = request(control, protocol.LogsRequest(agent, after=last))["lines"]
+
+
 def run(args: argparse.Namespace) -> None:
     control = args.socket or _default_socket()
     local = args.local_socket or control.with_name("local.sock")
@@ -365,6 +386,8 @@ def run(args: argparse.Namespace) -> None:
         return cmd_chat(local, args.agent, args.session, args.timeout)
     if command == "import-profile":
         return cmd_import_profile(control, args)
+    if command == "logs":
+        return cmd_logs(control, args.agent, args.lines, args.follow)
     message: protocol.ControlRequest
     if command == "status":
         message, show = protocol.StatusRequest(), print_status

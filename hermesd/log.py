@@ -11,11 +11,13 @@ is written: a token must never reach a log.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
 import sys
 import time
+from collections import deque
 from typing import Any, TextIO
 
 LEVELS = {"debug": 7, "info": 6, "warning": 4, "error": 3}
@@ -23,6 +25,10 @@ _TOKEN_SHAPES = re.compile(r"(?<!\d)\d{6,12}:[A-Za-z0-9_-]{30,}")
 """A Telegram bot token, also glued to "bot" in a Bot API URL (no \\b there)."""
 _secrets: set[str] = set()
 _threshold = LEVELS["info"]
+KEPT_PER_AGENT = 200
+"""Recent lines kept per agent for `hermesctl logs` (the journal or log_file has them all)."""
+_recent: dict[str, deque[tuple[int, str]]] = {}
+_numbers = itertools.count(1)
 
 
 def _stderr_is_journal() -> bool:
@@ -89,7 +95,7 @@ def emit(level: str, event: str, **fields: Any) -> None:
     priority = LEVELS.get(level, 6)
     if priority > _threshold:
         return
-    stamp = "" if _journald else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    stamp = "" if _journald else _now()
     if _json:
         record = {"time": stamp, "level": level, "event": event} if stamp else {"level": level, "event": event}
         record.update((key, str(value)) for key, value in fields.items() if value != "")
@@ -98,6 +104,10 @@ def emit(level: str, event: str, **fields: Any) -> None:
         body = " ".join(f"{key}={_quote(value)}" for key, value in fields.items() if value != "")
         line = redact(f"level={level} event={event} {body}".rstrip())
         line = f"{stamp} {line}" if stamp else line
+    agent = fields.get("agent")
+    if agent:
+        kept = _recent.setdefault(str(agent), deque(maxlen=KEPT_PER_AGENT))
+        kept.append((next(_numbers), line if stamp else f"{_now()} {line}"))
     if _journald:
         line = f"<{priority}>{line}"
     try:
@@ -105,6 +115,16 @@ def emit(level: str, event: str, **fields: Any) -> None:
         _out.flush()
     except (OSError, ValueError):
         pass  # a closed or full stderr must not take the daemon down
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def recent(agent: str, after: int = 0) -> list[tuple[int, str]]:
+    """The kept lines about `agent` numbered above `after`, oldest first (each with its
+    time, under journald too)."""
+    return [entry for entry in _recent.get(agent, ()) if entry[0] > after]
 
 
 def debug(event: str, **fields: Any) -> None:

@@ -240,7 +240,14 @@ class AgentCommand(msgspec.Struct, tag="agent", frozen=True):
     agent: str
 
 
-ControlRequest = StatusRequest | AgentsRequest | RoutesRequest | ReloadRequest | AgentCommand
+class LogsRequest(msgspec.Struct, tag="logs", frozen=True):
+    """An agent's recent log lines, those numbered above `after` (to follow them)."""
+
+    agent: str
+    after: int = 0
+
+
+ControlRequest = StatusRequest | AgentsRequest | RoutesRequest | ReloadRequest | AgentCommand | LogsRequest
 
 
 class ControlReply(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -32,3 +32,23 @@ def test_json_lines_in_log_file_reopened_after_rotation(daemon: Daemon) -> None:
     assert any(r["event"] == "daemon_stopped" for r in records(log_file))
     assert not any(r["event"] == "daemon_stopped" for r in records(rotated))
     assert rotated.read_text().count("\n") == len(first)  # nothing more went to the old one
+
+
+def test_hermesctl_logs_shows_and_follows_one_agents_lines(daemon: Daemon) -> None:
+    daemon.write_config('[agents.a]\nruntime = "echo"\n[agents.b]\nruntime = "echo"\n')
+    daemon.start()
+    shown = daemon.ctl("logs", "a")
+    assert shown.returncode == 0 and "event=agent_running agent=a" in shown.stdout
+    assert "agent=b" not in shown.stdout
+    assert daemon.ctl("logs", "a", "-n", "1").stdout.count("\n") == 1
+    assert daemon.ctl("logs", "ghost").returncode == 1
+
+    follower = daemon.ctl_popen("logs", "a", "-n", "0", "--follow")
+    try:
+        assert daemon.ctl("restart", "a").returncode == 0
+        wait_for(lambda: daemon.agent_running("a"), what="a running again")
+        line = follower.stdout.readline()  # the first new line: a's worker stopping
+        assert "agent=a" in line and "event=" in line
+    finally:
+        follower.kill()
+        follower.wait()
