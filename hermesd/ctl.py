@@ -431,3 +431,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except KeyboardInterrupt:
         sys.exit(EXIT_FAILED)
     sys.exit(EXIT_OK)
+
+
+if __name__ == "__main__":
+    main()

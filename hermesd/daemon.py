@@ -110,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hermesd: {exc}", file=sys.stderr)
         return EXIT_FAILURE
 
+    from setproctitle import setproctitle
+
+    setproctitle("hermesd: daemon")  # not "python3 -m hermesd.daemon" in ps and systemctl status
     from hermesd.zygote import Zygote, start_zygote
 
     zygote_pid, channel = start_zygote()
