@@ -8,7 +8,6 @@ import ctypes.util
 import os
 import shutil
 import sys
-from collections.abc import Iterator
 
 import pytest
 
@@ -21,12 +20,6 @@ UNIT = REPO / "etc" / "hermesd.service"
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("systemd-analyze") is None or not ctypes.util.find_library("seccomp"),
     reason="needs root (to set up the sandbox), systemd-analyze and libseccomp (Debian: systemd)")
-
-
-@pytest.fixture
-def notify(daemon: Daemon) -> Iterator[NotifySocket]:
-    with NotifySocket(str(daemon.root / "notify.sock")) as socket_:
-        yield socket_
 
 
 def capabilities(pid: int) -> str:

@@ -5,20 +5,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from tests.fakes.notify_socket import NotifySocket
 from tests.harness import TWO_AGENTS, Daemon, wait_for
 
 WATCHDOG_USEC = 600_000  # pings expected every 0.3 s
-
-
-@pytest.fixture
-def notify(daemon: Daemon) -> Iterator[NotifySocket]:
-    with NotifySocket(str(daemon.root / "notify.sock")) as socket_:
-        yield socket_
 
 
 def start(daemon: Daemon, notify: NotifySocket, agents: str = TWO_AGENTS, **env: str) -> None:
