@@ -29,7 +29,7 @@ def capabilities(pid: int) -> str:
 
 def test_daemon_serves_confined_agents_under_the_units_sandbox(daemon: Daemon, notify: NotifySocket) -> None:
     daemon.command_prefix = [sys.executable, "-m", "tests.unit_sandbox", str(UNIT), "--"]
-    daemon.write_config(TWO_AGENTS + 'memory_max = "256M"\n')  # the RSS watchdog reads /proc too
+    daemon.write_config(TWO_AGENTS)
     daemon.start(wait=False, env={"NOTIFY_SOCKET": notify.address, "WATCHDOG_USEC": "400000"})
     assert notify.wait_for("READY", "1")["STATUS"] == "2 running", daemon.log()
     assert int(capabilities(daemon.pid), 16) == 0
