@@ -46,8 +46,15 @@ async def apply(supervisor: Supervisor, changes: Diff, specs: Mapping[str, Worke
     for agent_id in changes.added:
         supervisor.add(specs[agent_id])
         supervisor.start(agent_id)
-    started = [a for a in changes.added + changes.changed if a in supervisor.slots]
-    with anyio.move_on_after(timeout):
-        while any(supervisor.slots[a].state in (State.STARTING, State.BACKOFF) for a in started):
-            await anyio.sleep(0.005)
+    await until_started(supervisor, [a for a in changes.added + changes.changed if a in supervisor.slots],
+                        timeout)
     return orphans
+
+
+async def until_started(supervisor: Supervisor, agent_ids: list[str], timeout: float) -> None:
+    """Wait up to `timeout` until each agent's worker runs or its supervisor gave up
+    (fatal), so that what is reported next (READY=1, a reload's answer) is the outcome."""
+    with anyio.move_on_after(timeout):
+        while any(supervisor.slots[a].state in (State.STARTING, State.BACKOFF)
+                  for a in agent_ids if a in supervisor.slots):
+            await anyio.sleep(0.005)

@@ -32,7 +32,8 @@ from hermesd.supervisor import Supervisor
 from hermesd.zygote import Zygote
 
 PRUNE_AFTER = 7 * 86400  # keep acked messages this long to recognise repeated updates
-CHECKPOINT_INTERVAL = 1.0  # seconds between spool WAL checkpoints (and disk checks)
+CHECKPOINT_INTERVAL = 1.0  # seconds between spool WAL checkpoints (and disk checks, STATUS=)
+SUMMARY_ORDER = (State.RUNNING, State.STARTING, State.BACKOFF, State.STOPPING, State.STOPPED, State.FATAL)
 
 
 class Service:
@@ -91,10 +92,7 @@ class Service:
                 for adapter in self.adapters.values():
                     await tg.start(adapter.serve)
                 await tg.start(Control(self).serve, self.control_path)
-                self.state = "running"
-                self.notifier.ready(self.summary())
-                log.info("daemon_ready", pid=os.getpid(), agents=len(self.supervisor.slots),
-                         config=self.config_path or "<embedded default>")
+                tg.start_soon(self._announce_ready)
                 tg.start_soon(self._keepalive)
                 tg.start_soon(self._upkeep)
                 async for signum in signals:
@@ -148,13 +146,33 @@ class Service:
             assert self._task_group is not None
             self._task_group.start_soon(self.shutdown)
 
+    async def _announce_ready(self) -> None:
+        """READY=1 once every agent's first worker runs or has given up (bounded by
+        stop_timeout, as a reload waits), so the STATUS= it carries is the outcome of the
+        start.  A task of its own: the main loop must go on reaping meanwhile."""
+        await reconfigure.until_started(self.supervisor, list(self.supervisor.slots),
+                                        self.cfg.daemon.stop_timeout)
+        if self.state != "starting":  # stopped before it was ready
+            return
+        self.state = "running"
+        self.notifier.ready(self.summary())
+        log.info("daemon_ready", pid=os.getpid(), agents=len(self.supervisor.slots),
+                 config=self.config_path or "<embedded default>")
+
+    def healthy(self) -> bool:
+        """What WATCHDOG=1 vouches for: the event loop turns (the caller runs in it),
+        the daemon is up and not stopping, and the zygote is there to replace workers.
+        A full or read-only state dir is not a fault a restart would cure: STATUS= says it."""
+        return self.state == "running" and self.zygote.pid > 0
+
     async def _keepalive(self) -> None:
-        """Housekeeping on a timer: systemd watchdog pings, STATUS=, spool pruning."""
+        """Housekeeping on a timer: systemd watchdog pings while healthy, spool pruning.
+        Pinged from the event loop, never from a thread, so a wedged loop stops the pings."""
         interval = self.notifier.watchdog_interval or 30.0
         last_prune = 0.0
         while True:
-            self.notifier.watchdog()
-            self.notifier.status(self.summary())
+            if self.notifier.watchdog_interval is not None and self.healthy():
+                self.notifier.watchdog()
             if time.monotonic() - last_prune > 3600 and self.spool.fault is None:
                 try:
                     self.spool.prune(time.time() - PRUNE_AFTER)
@@ -170,6 +188,7 @@ class Service:
         while True:
             await anyio.sleep(CHECKPOINT_INTERVAL)
             self._check_spool()
+            self.notifier.status(self.summary())  # sent when it changed
             await anyio.to_thread.run_sync(self.spool.checkpoint)
 
     def _check_spool(self) -> None:
@@ -179,17 +198,24 @@ class Service:
         fault = self._reported_fault
         if fault and fault != before:
             log.error("spool_unwritable", error=fault, consequence="new messages are refused")
-            self.notifier.status(self.summary())
         elif before and not fault:
             log.info("spool_writable", was=before)
-            self.notifier.status(self.summary())
             self.messages.resume()
 
     def summary(self) -> str:
-        states: dict[str, int] = {}
-        for slot in self.supervisor.slots.values():
-            states[slot.state] = states.get(slot.state, 0) + 1
-        agents = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
+        """One line for systemd's STATUS= and `hermesctl status`: agents per state, running
+        first, the fatal ones named (they stay down until someone acts), and any spool fault,
+        e.g. `3 running, 1 fatal (cs)`."""
+        by_state: dict[State, list[str]] = {}
+        for agent_id, slot in self.supervisor.slots.items():
+            by_state.setdefault(slot.state, []).append(agent_id)
+        parts = []
+        for state in SUMMARY_ORDER:
+            names = by_state.get(state, [])
+            if names:
+                named = f" ({', '.join(sorted(names))})" if state is State.FATAL else ""
+                parts.append(f"{len(names)} {state}{named}")
+        agents = ", ".join(parts)
         if self.spool.fault:
             return f"{agents or 'no agents'}; NOT ACCEPTING: {self.spool.fault}"
         return agents or "no agents"
@@ -242,7 +268,8 @@ class Service:
                 log.error("reload_rejected", error=str(exc))
                 raise
             share_state_dir(new)  # [daemon] user may have changed
-            self.notifier.reloading()
+            if self.state == "running":  # systemd knows of no reload while it starts or stops
+                self.notifier.reloading()
             specs = new.worker_specs()
             changes = reconfigure.diff({a: slot.spec for a, slot in self.supervisor.slots.items()}, specs)
             self.cfg, self.messages.router = new, _router(new)
@@ -268,7 +295,8 @@ class Service:
                 entry = self.spool.get(message.msg_id)
                 if entry is not None:
                     self.messages.dispatch(entry)
-            self.notifier.ready(self.summary())
+            if self.state == "running":
+                self.notifier.ready(self.summary())
             log.info("reload_done", agents=len(self.supervisor.slots))
         finally:
             done.set()

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -82,11 +82,13 @@ class Daemon:
             + textwrap.dedent(extra)
         )
 
-    def start(self, wait: bool = True) -> None:
+    def start(self, wait: bool = True, env: Mapping[str, str] | None = None) -> None:
+        """Start hermesd; `env` adds variables to its environment (e.g. NOTIFY_SOCKET,
+        which conftest removes from the tests' own)."""
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [*self.command_prefix, HERMESD, "--config", str(self.config_path)], stdout=log, stderr=log,
-            stdin=subprocess.DEVNULL, env=_daemon_env(),
+            stdin=subprocess.DEVNULL, env={**_daemon_env(), **(env or {})},
         )  # fmt: skip
         log.close()
         if wait:

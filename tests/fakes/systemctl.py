@@ -7,7 +7,7 @@ needs.
     systemctl daemon-reload            (accepted, does nothing)
 
 From the unit's [Service] section it honours ExecStart, ExecReload, User, Group,
-RuntimeDirectory, StateDirectory, ConfigurationDirectory, Type=notify (start returns once
+RuntimeDirectory, StateDirectory, ConfigurationDirectory (and their modes), Type=notify (start returns once
 the service sent READY=1, fails if it exits first) and WatchdogSec (WATCHDOG_USEC is set).
 Each started unit gets a small manager process that holds its NOTIFY_SOCKET, keeps the
 last STATUS= it received, and stops the service on request with SIGTERM (then SIGKILL of
@@ -99,11 +99,13 @@ def alive(pid: int | None) -> bool:
 
 
 def directories(service: dict[str, str], uid: int, gid: int) -> None:
-    for key, base, mode in (("RuntimeDirectory", "/run", 0o755), ("StateDirectory", "/var/lib", 0o755),
-                            ("ConfigurationDirectory", "/etc", 0o755)):
+    for key, base in (("RuntimeDirectory", "/run"), ("StateDirectory", "/var/lib"),
+                      ("ConfigurationDirectory", "/etc")):
+        mode = int(service.get(f"{key}Mode", "0755"), 8)
         for name in service.get(key, "").split():
             path = Path(base) / name
-            path.mkdir(mode=mode, parents=True, exist_ok=True)
+            path.mkdir(parents=True, exist_ok=True)
+            path.chmod(mode)
             if key != "ConfigurationDirectory":  # systemd leaves /etc/<dir> to root
                 os.chown(path, uid, gid)
 

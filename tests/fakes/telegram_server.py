@@ -236,7 +236,7 @@ class FakeTelegram(ThreadedServer):
                       **kw: Any) -> Json:
         files = [self.add_file(data, "photo.jpg", folder="photos") for _ in range(2)]
         sizes = [{k: f[k] for k in FILE_FIELDS} | {"width": w, "height": h}  # Telegram lists smallest first
-                 for f, (w, h) in zip(files, ((90, 68), (800, 600)))]
+                 for f, (w, h) in zip(files, ((90, 68), (800, 600)), strict=False)]
         return self._message(chat_id, user_id, caption, media={"photo": sizes}, **kw)
 
     def _message(self, chat_id: int, user_id: int, text: str | None, *, topic_id: int | None = None,

@@ -158,7 +158,7 @@ def test_any_reply_renders_within_limit_as_valid_html(text: str, limit: int) -> 
     chunks = split(text, limit)
     pairs = render(text, limit)
     assert [(to_html(c), to_plain(c)) for c in chunks] == pairs
-    for chunk, (html, plain) in zip(chunks, pairs):
+    for chunk, (html, plain) in zip(chunks, pairs, strict=False):
         assert chunk and chunk == chunk.strip()
         assert utf16_len(html) <= limit and utf16_len(plain) <= limit
         assert_valid_html(html)

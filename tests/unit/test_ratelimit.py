@@ -48,7 +48,7 @@ class Log:
 def assert_at_most(times: list[float], count: int, window: float) -> None:
     """No `window` seconds hold more than `count` of `times`."""
     times = sorted(times)
-    for first, later in zip(times, times[count:]):
+    for first, later in zip(times, times[count:], strict=False):
         assert later - first >= window - EPS, (count, window, times)
 
 
