@@ -8,21 +8,18 @@ can keep the old config running and tell the operator exactly what to fix.
 
 from __future__ import annotations
 
-import difflib
 import json
-import operator
 import os
 import pwd
 import re
-from functools import reduce
-from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
 from . import protocol
+from ._config_errors import dotted, explain
 from ._toml_lines import KeyLines, KeyPath, editor_line
 
 DEFAULT_CONFIG_PATH = "/etc/hermesd/hermesd.toml"
@@ -302,77 +299,6 @@ def embedded_default() -> Config:
     return loads(text, "<embedded default>")
 
 
-# --------------------------------------------------------------------------- error messages
-
-_TOML_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean",
-               "object": "table", "null": ""}
-
-
-def _dotted(path: KeyPath) -> str:
-    """("agents", "a b", "tools", 1) -> 'agents."a b".tools[1]'."""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            bare = re.fullmatch(r"[A-Za-z0-9_-]+", part)
-            out += ("." if out else "") + (part if bare else json.dumps(part, ensure_ascii=False))
-    return out
-
-
-def _show(value: Any) -> str:
-    return json.dumps(value) if isinstance(value, str) else repr(value)
-
-
-def _members(tp: Any) -> tuple[Any, ...]:
-    if get_origin(tp) is Annotated:
-        tp = get_args(tp)[0]
-    return get_args(tp) if get_origin(tp) in (Union, UnionType) else (tp,)
-
-
-def _is_struct(tp: Any) -> bool:
-    return isinstance(tp, type) and issubclass(tp, msgspec.Struct)
-
-
-def _type_at(tp: Any, path: list[str | int]) -> Any:
-    """The annotation at `path` inside `tp`: its key names or choices explain an error."""
-    for part in path:
-        for member in _members(tp):
-            if isinstance(part, int) and get_origin(member) is list:
-                tp = get_args(member)[0]
-                break
-            if isinstance(part, str) and _is_struct(member):
-                tp = next(f.type for f in msgspec.structs.fields(member) if f.name == part)
-                break
-    return tp
-
-
-def _explain(exc: msgspec.ValidationError, raw: Any, tp: Any) -> tuple[list[str | int], str]:
-    """msgspec's "Expected `str`, got `int` - at `$.a[0]`" -> (["a", 0], "expected string,
-    got integer"), worded in TOML's terms and naming the unknown or missing key itself."""
-    located = re.fullmatch(r"(.*) - at `(\$[.\w\[\]]*)`", str(exc), re.DOTALL)
-    message, where = located.groups() if located else (str(exc), "$")  # a key may hold " - at `"
-    path: list[str | int] = [int(i) if i else k for k, i in re.findall(r"\.(\w+)|\[(\d+)\]", where)]
-    if match := re.fullmatch(r"Object contains unknown field `(.*)`", message, re.DOTALL):
-        names = [f.name for m in _members(_type_at(tp, path)) if _is_struct(m)
-                 for f in msgspec.structs.fields(m)]
-        close = difflib.get_close_matches(match[1], names, n=1)
-        hint = f' (did you mean "{close[0]}"?)' if close else ""
-        return path + [match[1]], "unknown key" + hint
-    if match := re.fullmatch(r"Object missing required field `(.*)`", message, re.DOTALL):
-        return path + [match[1]], "required key is missing"
-    got = _show(reduce(operator.getitem, path, raw))
-    if message.startswith("Invalid enum value"):
-        values = [v for m in _members(_type_at(tp, path)) if get_origin(m) is Literal
-                  for v in get_args(m)]
-        choices = ", ".join(map(_show, values))
-        return path, f"expected {'one of ' if len(values) > 1 else ''}{choices}, got {got}"
-    message = re.sub(r"`([^`]*)`", lambda m: " or ".join(
-        filter(None, (_TOML_TYPES.get(t, t) for t in m[1].split(" | ")))), message)
-    message = message[0].lower() + message[1:]
-    return path, message if ", got " in message else f"{message}, got {got}"
-
-
 # --------------------------------------------------------------------------- validation
 
 
@@ -384,14 +310,14 @@ class _Loader:
         self.running = running
 
     def error(self, path: KeyPath, message: str) -> ConfigError:
-        return ConfigError(self.source, self.keys.line_of(path), _dotted(path), message)
+        return ConfigError(self.source, self.keys.line_of(path), dotted(path), message)
 
     def convert(self, raw: Any, tp: Any, path: KeyPath) -> Any:
         """msgspec.convert, with its error turned into a located ConfigError."""
         try:
             return msgspec.convert(raw, tp)
         except msgspec.ValidationError as exc:
-            sub, message = _explain(exc, raw, tp)
+            sub, message = explain(exc, raw, tp)
             raise self.error(path + tuple(sub), message) from None
 
     def load(self) -> Config:
@@ -426,7 +352,7 @@ class _Loader:
             is_agent = len(dup.path) == 2 and dup.path[0] == "agents"
             what = f'agent id "{dup.path[1]}" is ' if is_agent else ""
             message = f"{what}defined twice (first at line {dup.first_line})"
-            return ConfigError(self.source, dup.line, _dotted(dup.path), message)
+            return ConfigError(self.source, dup.line, dotted(dup.path), message)
         message = re.sub(r" at line \d+ col \d+$", "", str(exc))
         message = message.replace("Unexpected character: '\\x00'", "unexpected end of file")
         return ConfigError(self.source, line or 1, "", f"TOML syntax error: {message}")
@@ -501,7 +427,7 @@ class _Loader:
             if (bot.token_file is None) == (bot.token_env is None):
                 raise self.error(path, "set exactly one of token_file and token_env")
             bot.__dict__["_origin"] = {
-                key: (self.source, self.keys.line_of(path + (key,)), _dotted(path + (key,)))
+                key: (self.source, self.keys.line_of(path + (key,)), dotted(path + (key,)))
                 for key in ("token_file", "token_env")
             }
             if bot.token_file is not None:
