@@ -30,7 +30,8 @@ def load(home: AgentHome) -> Runtime:
     if home.spec.runtime == "openai":
         return OpenAIRuntime(home)
     if home.spec.runtime == "hermes":
-        from workers.runtimes.hermes import HermesRuntime  # its extra may not be installed
+        # imported here: it needs the `hermes` extra, which may not be installed
+        from workers.runtimes.hermes import HermesRuntime
 
         return HermesRuntime(home)
     if home.spec.runtime.startswith(PYTHON_PREFIX):
