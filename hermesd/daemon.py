@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     setproctitle("hermesd: daemon")  # not "python3 -m hermesd.daemon" in ps and systemctl status
     from hermesd.zygote import Zygote, start_zygote
 
-    zygote_pid, channel = start_zygote()
+    hermes_agents = any(agent.runtime == "hermes" for agent in cfg.agents.values())
+    zygote_pid, channel = start_zygote(preload_hermes=hermes_agents)
 
     import anyio
 

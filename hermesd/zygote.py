@@ -52,8 +52,10 @@ _BOOT = "import sys, json; sys.path[:] = json.loads(sys.argv[1]); import hermesd
 custom runtimes included), passed as an argument since PYTHONPATH is not kept."""
 
 
-def start_zygote() -> tuple[int, socket.socket]:
+def start_zygote(preload_hermes: bool = False) -> tuple[int, socket.socket]:
     """Start the zygote; returns its pid and the daemon's end of the request channel.
+    `preload_hermes`: import hermes-agent before any fork, for the agents whose runtime is
+    "hermes" (it costs the zygote ~50 MiB, so only when the configuration has one).
 
     Only the channel is inherited: every other descriptor Python opens is close-on-exec
     (the runtime-dir lock included).  SOCK_SEQPACKET keeps each request and its attached
@@ -65,7 +67,7 @@ def start_zygote() -> tuple[int, socket.socket]:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     theirs.set_inheritable(True)
     argv = [sys.executable, "-I", "-c", _BOOT, json.dumps(sys.path), str(os.getpid()),
-            str(theirs.fileno())]
+            str(theirs.fileno()), *(["hermes"] if preload_hermes else [])]
     pid = os.posix_spawn(sys.executable, argv, harmless(os.environ))
     theirs.close()
     return pid, ours
@@ -81,14 +83,14 @@ def main() -> None:
     daemon_pid, channel_fd = int(sys.argv[2]), int(sys.argv[3])
     code = 1
     try:
-        code = _serve(socket.socket(fileno=channel_fd), daemon_pid)
+        code = _serve(socket.socket(fileno=channel_fd), daemon_pid, sys.argv[4:] == ["hermes"])
     except BaseException:
         traceback.print_exc()
     finally:
         os._exit(code)
 
 
-def _serve(channel: socket.socket, daemon_pid: int) -> int:
+def _serve(channel: socket.socket, daemon_pid: int, preload_hermes: bool = False) -> int:
     from setproctitle import setproctitle
 
     from workers import main as worker_main
@@ -100,6 +102,8 @@ def _serve(channel: socket.socket, daemon_pid: int) -> int:
     sandbox.die_with(daemon_pid)
     setproctitle("hermesd: zygote")
     worker_main.warm_up()
+    if preload_hermes:
+        _preload_hermes()
     gc.collect()
     gc.freeze()
     while True:
@@ -118,6 +122,18 @@ def _serve(channel: socket.socket, daemon_pid: int) -> int:
             finally:
                 os.close(fds[0])
         channel.send(_REPLIES.encode(reply))
+
+
+def _preload_hermes() -> None:
+    """Import hermes-agent once here rather than in every worker.  An optimisation only:
+    if it fails, each hermes worker imports it (and reports what is wrong) itself."""
+    from workers import hermes_home
+
+    try:
+        hermes_home.preimport()
+    except Exception as exc:
+        print(f"hermesd: zygote preload of hermes-agent skipped: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
 
 
 def _spawn(

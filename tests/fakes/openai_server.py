@@ -122,9 +122,8 @@ class _Handler(QuietHandler):
     def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
+        for name, value in {"Content-Type": "application/json", **(headers or {})}.items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
@@ -178,8 +177,25 @@ class _Handler(QuietHandler):
             self._send(status, _error_body(status), extra)
         elif step.get("garbage"):
             self._send(200, b"<html>502 Bad Gateway</html> this is not JSON {")
+        elif body.get("stream"):
+            self._stream(self.server.state.completion(body, step))
         else:
             self._send(200, self.server.state.completion(body, step))
+
+    def _stream(self, completion: dict[str, Any]) -> None:
+        """The same answer as server-sent events, for clients that ask `"stream": true`
+        (hermes-agent does): the whole message in one delta, then the finish and usage."""
+        choice = completion["choices"][0]
+        delta = dict(choice["message"])
+        if "tool_calls" in delta:  # chunks number their tool calls
+            delta["tool_calls"] = [{"index": n, **call} for n, call in enumerate(delta["tool_calls"])]
+        base = {key: completion[key] for key in ("id", "created", "model")}
+        chunks = [{**base, "object": "chat.completion.chunk",
+                   "choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
+                  {**base, "object": "chat.completion.chunk", "usage": completion["usage"],
+                   "choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]}]
+        data = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks)
+        self._send(200, data + b"data: [DONE]\n\n", {"Content-Type": "text/event-stream"})
 
 
 class FakeOpenAI(ThreadedServer):

@@ -29,9 +29,14 @@ def load(home: AgentHome) -> Runtime:
         return EchoRuntime(home.spec)
     if home.spec.runtime == "openai":
         return OpenAIRuntime(home)
+    if home.spec.runtime == "hermes":
+        # imported here: it needs the `hermes` extra, which may not be installed
+        from workers.runtimes.hermes import HermesRuntime
+
+        return HermesRuntime(home)
     if home.spec.runtime.startswith(PYTHON_PREFIX):
         return _load_python(home)
-    raise RuntimeError(f"runtime {home.spec.runtime!r} is not available in this build")
+    raise RuntimeError(f"unknown runtime {home.spec.runtime!r}")
 
 
 def _load_python(home: AgentHome) -> Runtime:

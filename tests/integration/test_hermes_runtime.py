@@ -1,0 +1,98 @@
+"""The hermes runtime: the real hermes-agent in real workers, against the fake
+OpenAI-compatible server on 127.0.0.1, driven through hermesctl."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fakes.openai_server import FakeOpenAI
+from tests.harness import Daemon, wait_for
+
+if importlib.util.find_spec("run_agent") is None:
+    pytest.skip("hermes-agent is not installed (pip install hermesd[hermes])",
+                allow_module_level=True)
+
+
+@pytest.fixture
+def llm() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+def start(daemon: Daemon, llm: FakeOpenAI) -> None:
+    daemon.write_config(f"""
+[llm.default]
+base_url = "{llm.url}"
+model = "model-a"
+timeout = 5
+max_retries = 0
+
+[agents.alice]
+runtime = "hermes"
+[agents.bob]
+runtime = "hermes"
+llm = {{ base_url = "{llm.url}", model = "model-b", timeout = 5, max_retries = 0 }}
+""")
+    daemon.start()
+
+
+def chat_requests(llm: FakeOpenAI, model: str) -> list[dict]:
+    return [r for r in llm.requests(model) if r["path"].endswith("/chat/completions")]
+
+
+def system_of(request: dict) -> str:
+    return "\n".join(m["content"] for m in request["body"]["messages"] if m["role"] == "system")
+
+
+def texts(request: dict) -> str:
+    return "\n".join(str(m.get("content")) for m in request["body"]["messages"])
+
+
+def test_each_hermes_agent_answers_with_its_own_soul(daemon: Daemon, llm: FakeOpenAI) -> None:
+    start(daemon, llm)
+    (daemon.state_dir / "agents/alice/SOUL.md").write_text("You are Alice the pirate.")
+    (daemon.state_dir / "agents/bob/SOUL.md").write_text("You are Bob the gardener.")
+    assert daemon.send("local:a", "hello", "--agent", "alice") == "fake: hello\n"
+    assert daemon.send("local:b", "hi", "--agent", "bob") == "fake: hi\n"
+    alice, bob = chat_requests(llm, "model-a")[-1], chat_requests(llm, "model-b")[-1]
+    assert "Alice the pirate" in system_of(alice) and "Bob the gardener" not in system_of(alice)
+    assert "Bob the gardener" in system_of(bob) and "Alice the pirate" not in system_of(bob)
+
+
+def test_hermes_conversation_survives_a_worker_restart(daemon: Daemon, llm: FakeOpenAI) -> None:
+    start(daemon, llm)
+    assert daemon.send("local:a", "my boat is called Sea Lark", "--agent", "alice")
+    old_pid = daemon.agents()["alice"]["pid"]
+    assert daemon.ctl("restart", "alice").returncode == 0
+    wait_for(lambda: daemon.agent_running("alice", other_than=old_pid), what="alice restarted")
+    assert daemon.send("local:a", "what is my boat called?", "--agent", "alice")
+    second = chat_requests(llm, "model-a")[-1]
+    assert "Sea Lark" in texts(second) and "what is my boat called?" in texts(second)
+
+
+def test_new_starts_a_hermes_conversation_without_the_old_history(
+    daemon: Daemon, llm: FakeOpenAI
+) -> None:
+    start(daemon, llm)
+    assert daemon.send("local:a", "remember the word Tamarind", "--agent", "alice")
+    assert daemon.send("local:a", "/new", "--agent", "alice") == "Started a new conversation.\n"
+    assert "0 messages" in daemon.send("local:a", "/status", "--agent", "alice")
+    assert daemon.send("local:a", "hello again", "--agent", "alice")
+    assert "Tamarind" not in texts(chat_requests(llm, "model-a")[-1])
+
+
+def test_hermes_memory_tool_writes_only_that_agents_memories(
+    daemon: Daemon, llm: FakeOpenAI
+) -> None:
+    start(daemon, llm)
+    llm.script("model-a",
+               {"tool_calls": [{"name": "memory", "arguments": {
+                   "action": "add", "target": "user", "content": "Prefers tea over coffee"}}]},
+               {"reply": "Noted."})
+    assert daemon.send("local:a", "remember: I like tea", "--agent", "alice") == "Noted.\n"
+    agents = daemon.state_dir / "agents"
+    assert "Prefers tea over coffee" in (agents / "alice/memories/USER.md").read_text()
+    assert "tea" not in (agents / "bob/memories/USER.md").read_text()

@@ -1,0 +1,133 @@
+"""Making hermes-agent (the `hermes` runtime) live in one agent's workspace.
+
+hermes-agent keeps everything under its "home" (HERMES_HOME): SOUL.md, memories/,
+skills/, cron/, logs/, its session database.  A workspace is laid out like that home, so
+the worker points HERMES_HOME (and HOME, which the terminal tool's `bash -l` reads) at it.
+
+Several hermes modules compute paths from the home once, when imported.  The zygote may
+import them before any fork, with a throw-away home (`preimport`): a worker then calls
+`rehome`, which re-points those paths at its own workspace.  Importing also writes files
+into the home (SOUL.md, skills/, state.db...), which is why the zygote's is a temporary
+directory deleted right after.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+SESSION_DB = "hermes-state.db"
+"""Hermes' own session database.  `state.db` is the worker's (a different schema); an
+imported profile's Hermes database is renamed to this name (hermesd/profiles.py), so its
+sessions stay readable by the runtime."""
+
+SETTINGS: dict[str, dict[str, Any]] = {
+    "agent": {"environment_probe": False},
+    "security": {"tirith_enabled": False, "allow_lazy_installs": False},
+    "lsp": {"enabled": False, "install_strategy": "off"},
+    "model_catalog": {"enabled": False},
+    "curator": {"enabled": False},
+}
+"""Settings forced into the workspace's config.yaml: each turns off something that would
+download, install or run programs, probe the machine, or rewrite skills in the background
+(hermesd.toml(5) lists them)."""
+
+DEFAULTS: dict[str, dict[str, Any]] = {"model": {"context_length": 65536}}
+"""Written only where the profile says nothing: without a context length hermes-agent
+asks the provider for it with four requests every turn."""
+
+ENVIRONMENT = {"TIRITH_ENABLED": "0", "HERMES_DISABLE_LAZY_INSTALLS": "1"}
+"""The same switches as environment variables, read by code that never loads config.yaml."""
+
+PREIMPORTED = ("run_agent", "hermes_state", "hermes_cli.config", "hermes_cli.env_loader",
+               "tools.approval", "tools.process_registry", "tools.checkpoint_manager",
+               "cron.executions", "agent.auxiliary_client", "tools.skills_sync")
+
+
+def enter(workspace: Path) -> None:
+    """Become a process whose hermes home, home directory and working directory are the
+    workspace, with the side-effect settings in place.  Call before the first turn."""
+    os.environ["HERMES_HOME"] = str(workspace)
+    os.environ["HOME"] = str(workspace)
+    os.environ.update(ENVIRONMENT)
+    os.chdir(workspace)
+    write_settings(workspace / "config.yaml")
+    if "run_agent" in sys.modules:  # imported by the zygote, with its temporary home
+        rehome(workspace)
+
+
+def write_settings(path: Path) -> None:
+    """Merge SETTINGS and DEFAULTS into config.yaml, keeping every other key of a profile's
+    own file (its model, its toolsets...).  Unchanged files are not rewritten."""
+    import yaml  # a dependency of hermes-agent, so of the `hermes` extra only
+
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        config = {}
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    merged = {name: dict(section) if isinstance(section, dict) else section
+              for name, section in config.items()}
+    for name, values in SETTINGS.items():
+        merged[name] = {**_section(merged, name, path), **values}
+    for name, values in DEFAULTS.items():
+        merged[name] = {**values, **_section(merged, name, path)}
+    if merged != config:
+        path.write_text(yaml.safe_dump(merged, sort_keys=False), encoding="utf-8")
+
+
+def _section(config: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
+    section = config.get(name) or {}
+    if not isinstance(section, dict):
+        raise ValueError(f"{path}: {name} must be a mapping, not {type(section).__name__}")
+    return section
+
+
+def rehome(home: Path) -> None:
+    """Re-point the paths hermes modules computed at import (with the zygote's home) and
+    load what they loaded from it then: the profile's .env and its command allowlist."""
+    import cron.executions
+    import hermes_state
+    import run_agent
+    import tools.checkpoint_manager
+    import tools.process_registry
+    import tools.skills_sync
+    from agent import auxiliary_client
+    from hermes_cli.env_loader import load_hermes_dotenv
+    from tools.approval import load_permanent_allowlist
+
+    run_agent._hermes_home = home
+    hermes_state.DEFAULT_DB_PATH = home / SESSION_DB
+    tools.process_registry.CHECKPOINT_PATH = home / "processes.json"
+    tools.checkpoint_manager.CHECKPOINT_BASE = home / "checkpoints"
+    cron.executions.EXECUTIONS_FILE = home.resolve() / "cron" / "executions.db"
+    auxiliary_client._AUTH_JSON_PATH = home / "auth.json"
+    tools.skills_sync.HERMES_HOME = home
+    tools.skills_sync.SKILLS_DIR = home / "skills"
+    tools.skills_sync.MANIFEST_FILE = tools.skills_sync.SKILLS_DIR / ".bundled_manifest"
+    load_hermes_dotenv(hermes_home=home)
+    load_permanent_allowlist()
+
+
+def preimport() -> None:
+    """Import hermes-agent in the zygote, so that workers share its modules instead of
+    each importing them (half a second and ~50 MiB each).  The home used meanwhile is a
+    temporary directory: importing writes into it."""
+    saved = {name: os.environ.get(name) for name in ("HERMES_HOME", *ENVIRONMENT)}
+    with tempfile.TemporaryDirectory(prefix="hermesd-hermes-") as home:
+        os.environ["HERMES_HOME"] = home
+        os.environ.update(ENVIRONMENT)
+        write_settings(Path(home) / "config.yaml")
+        try:
+            for name in PREIMPORTED:
+                __import__(name)
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value

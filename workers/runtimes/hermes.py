@@ -1,0 +1,141 @@
+"""The hermes runtime: the real hermes-agent (the `hermes` extra) answers each message.
+
+Each turn builds an `AIAgent` over this agent's workspace (its hermes home, see
+workers.hermes_home) and runs one `run_conversation` in a thread: hermes-agent is
+synchronous, and the event loop must keep answering heartbeats and other sessions.
+Hermes keeps the conversation in its own session database; each hermesd session key has
+one hermes session id (recorded in the worker's state.db), and its history is read back
+from that database every turn, so a conversation survives a worker restart.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from hermesd.protocol import Deliver, LLMSpec
+from workers import hermes_home, llm
+from workers.runtimes.home import AgentHome, Say
+
+TOOLSETS = {"memory": "memory", "session_search": "session_search", "skills": "skills"}
+"""hermesd tool names (`tools` in hermesd.toml) and the hermes toolsets they enable; the
+others (cron, send_to_agent, send_file) are not yet wired to hermes-agent."""
+
+ALWAYS = ("todo",)
+"""Toolsets with no effect outside the conversation."""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS hermes_sessions (
+    session_key TEXT PRIMARY KEY,
+    session_id  TEXT NOT NULL
+);
+"""
+
+HELP = """\
+/new or /reset  start a fresh conversation (the old one stays searchable)
+/status         agent, model, session and message count
+/help           this list
+(/model, /memory and /stop are not available with this runtime yet)"""
+
+
+class HermesRuntime:
+    def __init__(self, home: AgentHome) -> None:
+        if home.spec.llm is None:
+            raise RuntimeError("runtime hermes needs an llm provider")
+        if importlib.util.find_spec("run_agent") is None:  # said in `hermesctl status`
+            raise RuntimeError("runtime hermes needs hermes-agent: install hermesd[hermes]")
+        self._home = home
+        self._root = home.workspace.root
+        self._llm: LLMSpec = home.spec.llm
+        hermes_home.enter(self._root)  # before hermes-agent is first imported here
+        self._db: Any = None  # hermes_state.SessionDB, opened at the first turn
+        home.state.db.executescript(SCHEMA)
+        self._toolsets = [TOOLSETS[name] for name in home.spec.tools if name in TOOLSETS]
+        self._toolsets += ALWAYS
+
+    async def turn(self, message: Deliver) -> AsyncIterator[Say]:
+        answer = self._command(message)
+        if answer is not None:
+            yield Say(answer)
+            return
+        if llm._api_key_problem:  # noqa: SLF001  (the worker's key, as workers.llm holds it)
+            self._home.log("error", "llm_failed", message.session_key, error=llm._api_key_problem)
+            yield Say(f"⚠️ {llm.MISSING_KEY}")
+            return
+        try:
+            result = await anyio.to_thread.run_sync(self._run, message)
+        except Exception as exc:
+            result = {"failed": True, "error": f"{type(exc).__name__}: {exc}"}
+        reply = result.get("final_response")
+        if result.get("failed") or not reply:
+            error = str(result.get("error") or "no answer")
+            self._home.log("error", "llm_failed", message.session_key, error=error[:500])
+            yield Say("⚠️ The agent could not answer; the operator's log has the details.")
+            return
+        yield Say(reply)
+
+    def _run(self, message: Deliver) -> dict[str, Any]:
+        """One hermes turn, in a worker thread."""
+        from run_agent import AIAgent
+
+        db = self._session_db()
+        session_id = self._session_id(message.session_key)
+        history = db.get_messages_as_conversation(session_id, repair_alternation=True)
+        agent = AIAgent(
+            base_url=self._llm.base_url, api_key=llm._api_key or "none",  # noqa: SLF001
+            provider="custom", model=self._llm.model, enabled_toolsets=self._toolsets,
+            quiet_mode=True, platform="hermesd", session_id=session_id, session_db=db,
+            gateway_session_key=message.session_key, skip_context_files=True,
+            load_soul_identity=True, max_iterations=self._home.spec.max_tool_steps)
+        result: dict[str, Any] = {}
+        try:
+            result = agent.run_conversation(message.text, conversation_history=history)
+        finally:
+            agent.shutdown_memory_provider(result.get("messages") or history)
+            agent.close()
+        return result
+
+    def _session_db(self) -> Any:
+        if self._db is None:
+            from hermes_state import SessionDB
+
+            self._db = SessionDB(db_path=Path(self._root) / hermes_home.SESSION_DB)
+        return self._db
+
+    def _session_id(self, session_key: str) -> str:
+        """This key's hermes session id, made on first use and kept in state.db."""
+        db = self._home.state.db
+        row = db.execute("SELECT session_id FROM hermes_sessions WHERE session_key = ?",
+                         (session_key,)).fetchone()
+        if row is not None:
+            return row[0]
+        return self._new_session(session_key)
+
+    def _new_session(self, session_key: str) -> str:
+        session_id = f"hermesd-{self._home.spec.agent_id}-{secrets.token_hex(6)}"
+        self._home.state.db.execute(
+            "INSERT INTO hermes_sessions (session_key, session_id) VALUES (?, ?) "
+            "ON CONFLICT (session_key) DO UPDATE SET session_id = excluded.session_id",
+            (session_key, session_id))
+        return session_id
+
+    def _command(self, message: Deliver) -> str | None:
+        """The answer to a chat command this runtime handles itself, or None."""
+        text = message.text.strip()
+        word = text.split(maxsplit=1)[0].lower().split("@", 1)[0] if text else ""
+        if word in ("/new", "/reset"):
+            self._new_session(message.session_key)
+            return "Started a new conversation."
+        if word == "/status":
+            session_id = self._session_id(message.session_key)
+            count = self._session_db().message_count(session_id)
+            return (f"agent: {self._home.spec.agent_id}\nmodel: {self._llm.model}\n"
+                    f"session: {session_id} ({message.session_key}, {count} messages)")
+        if word == "/help":
+            return HELP
+        return None
