@@ -326,7 +326,7 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--as", dest="agent", required=True, metavar="ID", help="the new agent's id")
     imp.add_argument("--config", type=Path, metavar="FILE",
                      help="config file to add the agent to (default: the running daemon's)")
-    imp.add_argument("--runtime", choices=("openai", "echo"), default="openai",
+    imp.add_argument("--runtime", choices=("openai", "hermes", "echo"), default="openai",
                      help="the agent's runtime (default: openai)")
     imp.add_argument("--llm", metavar="NAME", help="[llm.NAME] provider (default: llm.default)")
     imp.add_argument("--reload", action="store_true", help="reload the daemon to start the agent")

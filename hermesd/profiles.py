@@ -30,7 +30,7 @@ import tomlkit
 
 from hermesd import config
 
-ImportRuntime = Literal["openai", "echo"]
+ImportRuntime = Literal["openai", "hermes", "echo"]
 
 COPIED_AS_IS = ("SOUL.md", "memories", "skills", "cron")
 """What the worker reads from its workspace: the persona, curated memory, skills and cron
@@ -40,6 +40,11 @@ HERMES_STATE = {"state.db": "hermes-state.db", "state.db-wal": "hermes-state.db-
 """Hermes' session database.  The worker keeps its own, differently shaped `state.db`, so
 Hermes' is kept under another name for a later importer.  Its write-ahead log goes along
 (renamed to match) because recent sessions may live only there until a checkpoint."""
+
+KEPT_FOR_HERMES = ("config.yaml",)
+"""Also copied for `runtime = "hermes"`: hermes-agent reads the profile's own settings
+(model, toolsets, ...) from it; the runtime merges its safe settings in at start
+(workers/hermes_home.py).  For the other runtimes it means nothing and is skipped."""
 
 SKIP_REASONS = {
     ".env": "secrets",
@@ -166,19 +171,20 @@ def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def plan_copy(profile: Path) -> CopyPlan:
+def plan_copy(profile: Path, runtime: ImportRuntime = "openai") -> CopyPlan:
     """Walk the allow-listed entries of `profile` (resolved) without following symlinks
     out of it.  A symlink to a file inside the profile is copied as a regular file (the
     workspace must not depend on the profile staying where it is); one that points
     outside, dangles, or points at a directory (which could loop) is skipped and listed."""
     plan = CopyPlan(profile)
+    as_is = (*COPIED_AS_IS, *KEPT_FOR_HERMES) if runtime == "hermes" else COPIED_AS_IS
 
     def visit(src: Path, rel: str, dest: str | None = None) -> int:
         """Add `src` (the profile's `rel`) as the workspace's `dest` (default `rel`);
         returns how many files it adds."""
         dest = dest or rel
         name = src.name
-        if name in SKIP_ANYWHERE and rel not in COPIED_AS_IS:
+        if name in SKIP_ANYWHERE and rel not in as_is:
             plan.skipped.append(f"{rel} ({SKIP_ANYWHERE[name]})")
             return 0
         info = src.lstat()
@@ -209,7 +215,7 @@ def plan_copy(profile: Path) -> CopyPlan:
 
     for entry in sorted(profile.iterdir(), key=lambda p: p.name):
         name = entry.name
-        if name in COPIED_AS_IS:
+        if name in as_is:
             count = visit(entry, name)
             is_dir = name in plan.dirs
             if count or is_dir:
@@ -391,7 +397,7 @@ def import_profile(profile: Path, agent_id: str, config_path: Path,
             raise ProfileError(f"workspace {workspace} belongs to agent {other}")
     check_workspace(workspace, resolved)
     try:
-        plan = plan_copy(resolved)
+        plan = plan_copy(resolved, runtime)
     except OSError as exc:
         raise ProfileError(f"cannot read the profile: {_reason(exc)}") from None
     existed = workspace.is_dir()

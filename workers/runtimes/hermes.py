@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 
 from hermesd.protocol import Deliver, LLMSpec
-from workers import hermes_home, llm
+from workers import hermes_cron, hermes_home, llm
 from workers.runtimes.home import AgentHome, Say
 
 TOOLSETS = {"memory": "memory", "session_search": "session_search", "skills": "skills"}
@@ -55,6 +55,7 @@ class HermesRuntime:
         hermes_home.enter(self._root)  # before hermes-agent is first imported here
         self._db: Any = None  # hermes_state.SessionDB, opened at the first turn
         home.state.db.executescript(SCHEMA)
+        home.scheduler = hermes_cron.HermesCron(home)  # also runs the profile's cron/jobs.json
         self._toolsets = [TOOLSETS[name] for name in home.spec.tools if name in TOOLSETS]
         self._toolsets += ALWAYS
 

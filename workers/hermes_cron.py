@@ -1,0 +1,108 @@
+"""Hermes' own cron jobs (`<workspace>/cron/jobs.json`, kept by an imported profile) in a
+hermes-runtime worker.
+
+Hermes' scheduler (cron/scheduler.py) runs a due job with `run_job` and sends the answer
+straight to a platform.  Neither fits a worker: the platforms belong to the daemon, and
+`run_job` resolves its model and key from the profile's config.yaml and `.env`, which can
+not name the worker's provider key (hermesd keeps keys out of workspaces, and `.env` is not
+imported).  So hermes' job store decides *when* (`get_due_jobs`, `mark_job_run`: schedules,
+catch-up after downtime, repeat counts stay hermes'), and a due job's prompt is handed to
+the parent as a message in one of the agent's conversations (`Inject`), where it runs as an
+ordinary hermes turn with the agent's model and tools; its answer arrives in that chat.
+
+Which conversation: the one the job's origin names when this agent has had it (a Telegram
+private chat `telegram:dm:<chat_id>`, or an origin chat id that is a hermesd session key),
+else the agent's most recently active conversation.  The parent accepts an Inject only for
+a conversation routed to this agent before, so an agent that has had none yet keeps its
+due jobs waiting (unmarked) until the next check.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from workers import hermes_home
+from workers.cron import Scheduler
+from workers.runtimes.home import AgentHome
+
+CHECK_INTERVAL = 60.0
+"""Seconds between looks at jobs.json; a worker also looks once when it starts."""
+
+
+class HermesCron(Scheduler):
+    """The worker's scheduler for a hermes agent: hermesd's own cron table (which the
+    hermes runtime does not fill yet) and, beside it, hermes' jobs.json."""
+
+    def __init__(self, home: AgentHome) -> None:
+        super().__init__(home.state, home.parent)
+        self._home = home
+        self._waiting: set[str] = set()  # jobs already logged as waiting for a conversation
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(super().run)
+            while True:
+                await self.fire_hermes_due()
+                await anyio.sleep(CHECK_INTERVAL)
+
+    async def fire_hermes_due(self) -> None:
+        """Inject every due hermes job into its conversation and mark it run."""
+        from cron import jobs  # hermes-agent; reads HERMES_HOME, which is the workspace
+
+        try:
+            due = await anyio.to_thread.run_sync(jobs.get_due_jobs)
+        except Exception as exc:  # a broken jobs.json must not stop the worker
+            self._home.log("warning", "hermes_cron_unreadable", error=f"{type(exc).__name__}: {exc}")
+            return
+        for job in due:
+            job_id, name = str(job["id"]), str(job.get("name") or job["id"])
+            if job.get("no_agent") or not job.get("prompt"):
+                self._home.log("warning", "hermes_cron_skipped", job=job_id,
+                               reason="script-only jobs are not run by hermesd")
+                continue
+            target = self.conversation(job)
+            if target is None:
+                if job_id not in self._waiting:
+                    self._home.log("info", "hermes_cron_waiting", job=job_id,
+                                   reason="the agent has had no conversation yet")
+                self._waiting.add(job_id)
+                continue
+            self._waiting.discard(job_id)
+            self._home.parent.inject(
+                external_id=f"hermes-cron:{job_id}:{job.get('next_run_at')}",
+                platform=target.split(":", 1)[0], session_key=target,
+                text=f"[scheduled job {name}, {job.get('schedule_display', '')}] {job['prompt']}")
+            self._home.log("info", "hermes_cron_fired", target, job=job_id)
+            await anyio.to_thread.run_sync(jobs.mark_job_run, job_id, True)
+
+    def conversation(self, job: dict[str, Any]) -> str | None:
+        """The session key a job's prompt goes to (see the module docstring)."""
+        known = self.recent_conversations()
+        origin = job.get("origin") or {}
+        chat = str(origin.get("chat_id") or "")
+        wanted = [chat]
+        if origin.get("platform") == "telegram" and chat.isdigit():
+            wanted.append(f"telegram:dm:{chat}")
+        for key in wanted:
+            if key in known:
+                return key
+        return known[0] if known else None
+
+    def recent_conversations(self) -> list[str]:
+        """This agent's conversations (not those with other agents), most recent first:
+        hermesd key -> hermes session id from state.db, last activity from hermes' db."""
+        keys = dict(self._home.state.db.execute(
+            "SELECT session_id, session_key FROM hermes_sessions "
+            "WHERE session_key NOT LIKE 'agent:%'").fetchall())
+        path = Path(self._home.workspace.root) / hermes_home.SESSION_DB
+        if not keys or not path.exists():
+            return []
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            rows = db.execute("SELECT session_id, max(timestamp) FROM messages "
+                              "GROUP BY session_id ORDER BY 2 DESC").fetchall()
+        return [keys[session_id] for session_id, _ in rows if session_id in keys]
