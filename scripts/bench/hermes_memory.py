@@ -236,7 +236,7 @@ class HermesDaemon(h.Daemon):
         self.config.write_text("\n".join(lines) + "\n")
 
 
-def measure_hermesd(row: Row, fake: FakeTelegram, llm: FakeOpenAI, settle: float) -> None:
+def measure_hermesd(row: Row, fake: FakeTelegram, llm: FakeOpenAI, settle: float, smaps: bool) -> None:
     with HermesDaemon(row.n, fake, llm) as daemon:
         daemon.wait_running(120)
         deadline = time.monotonic() + 60
@@ -258,6 +258,11 @@ def measure_hermesd(row: Row, fake: FakeTelegram, llm: FakeOpenAI, settle: float
         row.d_parent_pss = sum(m.pss for m in mems if m.pid == daemon.proc.pid)  # type: ignore[union-attr]
         row.d_zygote_pss = sum(m.pss for m in mems if m.title.startswith("hermesd: zygote"))
         row.d_uss = [m.uss for m in workers]
+        if smaps:
+            print(f"\nwhere one hermes worker's private memory is after its turn (N={row.n}, pid {workers[0].pid}, "
+                  f"USS {workers[0].uss / h.MiB:.1f} MiB), from /proc/<pid>/smaps:")
+            for name, size in h.private_by_mapping(workers[0].pid, top=8):
+                print(f"  {size / 1024:8.0f} KiB  {name}")
 
 
 # ----------------------------------------------------------------------------- main
@@ -278,8 +283,8 @@ def report(rows: list[Row]) -> None:
     print(h.table(table))
     print()
     for r in rows:
-        print(f"N={r.n}: all answered after {r.gw_answered_s:.1f} s (gateways, from first poll wait) "
-              f"and {r.d_answered_s:.1f} s (hermesd, from spawn)")
+        print(f"N={r.n}: all answered after {r.gw_answered_s:.1f} s (gateways) "
+              f"and {r.d_answered_s:.1f} s (hermesd), from spawn")
     for r in rows:
         if r.n == 10:
             print(f"target hermesd <= 0.3x gateways' PSS at N=10: {r.ratio:.3f}x -> {h.verdict(r.ratio <= 0.3)}")
@@ -290,6 +295,7 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agents", default="1,5,10", help="comma-separated N values (default %(default)s)")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds to idle before measuring")
+    parser.add_argument("--no-smaps", action="store_true", help="skip the per-mapping breakdown of a worker")
     parser.add_argument("--gateway-venv", type=Path, default=Path("/work/scratch-hermes/gw-venv"),
                         help="venv with hermes-agent[messaging] installed (default %(default)s)")
     parser.add_argument("--time-limit", type=float, default=900,
@@ -308,7 +314,7 @@ def main() -> int:
             row = Row(n)
             measure_gateways(row, args.gateway_venv, fake, llm, args.settle)
             fake.reset()
-            measure_hermesd(row, fake, llm, args.settle)
+            measure_hermesd(row, fake, llm, args.settle, smaps=not args.no_smaps and n == max(counts))
             fake.reset()
             rows.append(row)
             print(f"N={n}: done", file=sys.stderr, flush=True)
