@@ -29,14 +29,15 @@ def test_a_notify_unit_starts_reloads_and_stops(daemon: Daemon, tmp_path: Path) 
     env = {**os.environ, "FAKE_SYSTEMD_UNITS": str(tmp_path / "units"),
            "FAKE_SYSTEMD_STATE": str(tmp_path / "state")}
 
-    assert systemctl(env, "start", "hd").returncode == 0  # returns once READY=1 came
-    status = systemctl(env, "status", "hd")
-    assert "Active: active" in status.stdout and "Status: \"1 " in status.stdout  # the agent count
-    assert daemon.status() is not None
+    try:
+        assert systemctl(env, "start", "hd").returncode == 0  # returns once READY=1 came
+        status = systemctl(env, "status", "hd")
+        assert "Active: active" in status.stdout and "Status: \"1 running" in status.stdout
+        assert daemon.status() is not None
 
-    assert systemctl(env, "reload", "hd").returncode == 0
-    assert "reload_done" in (tmp_path / "state" / "hd.service.log").read_text()
-
-    assert systemctl(env, "stop", "hd").returncode == 0
+        assert systemctl(env, "reload", "hd").returncode == 0
+        assert "reload_done" in (tmp_path / "state" / "hd.service.log").read_text()
+    finally:  # the daemon is the stand-in's child, not the fixture's: stop it here
+        assert systemctl(env, "stop", "hd").returncode == 0
     assert systemctl(env, "is-active", "hd").stdout.strip() == "inactive"
     assert "daemon_stopped code=0" in (tmp_path / "state" / "hd.service.log").read_text()
