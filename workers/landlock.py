@@ -112,7 +112,8 @@ def rules(spec: protocol.WorkerSpec) -> tuple[list[tuple[str, int]], list[str]]:
     granted += [(shared.path, READ_WRITE if shared.mode == "rw" else READ)
                 for shared in spec.shared_paths]
     readable = [*SYSTEM_PATHS, *_etc_link_targets(), sys.prefix, sys.base_prefix,
-                *(entry for entry in sys.path if entry and os.path.isdir(entry))]
+                *(entry for entry in sys.path if entry and os.path.isdir(entry)),
+                *_own_code()]
     skipped = []
     for path in dict.fromkeys(readable):
         if workspace.is_relative_to(Path(path).resolve()):
@@ -122,6 +123,16 @@ def rules(spec: protocol.WorkerSpec) -> tuple[list[tuple[str, int]], list[str]]:
     granted += list(DEVICES.items())
     granted.append(("/proc/self", READ))
     return granted, skipped
+
+
+def _own_code() -> list[str]:
+    """hermesd's own packages, wherever they are: an editable install finds them through an
+    import hook rather than sys.path, and a worker imports some of them late (a runtime's
+    module, the first time it is needed)."""
+    import hermesd
+    import workers
+
+    return [str(Path(package.__file__).parent) for package in (hermesd, workers)]
 
 
 def _etc_link_targets() -> list[str]:

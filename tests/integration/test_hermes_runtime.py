@@ -22,7 +22,7 @@ def llm() -> Iterator[FakeOpenAI]:
         yield fake
 
 
-def start(daemon: Daemon, llm: FakeOpenAI) -> None:
+def start(daemon: Daemon, llm: FakeOpenAI, env: dict[str, str] | None = None) -> None:
     daemon.write_config(f"""
 [llm.default]
 base_url = "{llm.url}"
@@ -36,7 +36,7 @@ runtime = "hermes"
 runtime = "hermes"
 llm = {{ base_url = "{llm.url}", model = "model-b", timeout = 5, max_retries = 0 }}
 """)
-    daemon.start()
+    daemon.start(env=env)
 
 
 def chat_requests(llm: FakeOpenAI, model: str) -> list[dict]:
@@ -60,6 +60,14 @@ def test_each_hermes_agent_answers_with_its_own_soul(daemon: Daemon, llm: FakeOp
     alice, bob = chat_requests(llm, "model-a")[-1], chat_requests(llm, "model-b")[-1]
     assert "Alice the pirate" in system_of(alice) and "Bob the gardener" not in system_of(alice)
     assert "Bob the gardener" in system_of(bob) and "Alice the pirate" not in system_of(bob)
+
+
+def test_hermes_runs_where_hermesd_is_found_through_an_import_hook(daemon: Daemon, llm: FakeOpenAI) -> None:
+    """An editable install (pip install -e, as scripts/run makes) finds hermesd's packages
+    through an import hook, not sys.path: Landlock must still let the worker read them,
+    since it imports the hermes runtime's module only when it needs it."""
+    start(daemon, llm, env={"PYTHONPATH": ""})
+    assert daemon.send("local:a", "hello", "--agent", "alice") == "fake: hello\n"
 
 
 def test_hermes_conversation_survives_a_worker_restart(daemon: Daemon, llm: FakeOpenAI) -> None:
