@@ -22,9 +22,12 @@ from hermesd.protocol import Deliver, LLMSpec
 from workers import hermes_home, llm
 from workers.runtimes.home import AgentHome, Say
 
-TOOLSETS = {"memory": "memory", "session_search": "session_search", "skills": "skills"}
+TOOLSETS = {"memory": "memory", "session_search": "session_search", "skills": "skills",
+            "files": "file", "terminal": "terminal"}
 """hermesd tool names (`tools` in hermesd.toml) and the hermes toolsets they enable; the
-others (cron, send_to_agent, send_file) are not yet wired to hermes-agent."""
+others (cron, send_to_agent, send_file) are not yet wired to hermes-agent.  `files` and
+`terminal` run in the worker's process, so its sandbox (workers/landlock.py) is what
+confines them to the workspace and the shared paths."""
 
 ALWAYS = ("todo",)
 """Toolsets with no effect outside the conversation."""
