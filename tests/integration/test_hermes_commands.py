@@ -3,37 +3,18 @@ against the fake OpenAI-compatible server, driven through hermesctl."""
 
 from __future__ import annotations
 
-import importlib.util
-from collections.abc import Iterator
-
 import pytest
 
 from tests.fakes.openai_server import FakeOpenAI
 from tests.harness import Daemon, wait_for
+from tests.integration.hermes_setup import config, require_hermes
 
-if importlib.util.find_spec("run_agent") is None:
-    pytest.skip("hermes-agent is not installed (pip install hermesd[hermes])",
-                allow_module_level=True)
-
-
-@pytest.fixture
-def llm() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as fake:
-        yield fake
+require_hermes()
 
 
 @pytest.fixture
 def alice(daemon: Daemon, llm: FakeOpenAI) -> Daemon:
-    daemon.write_config(f"""
-[llm.default]
-base_url = "{llm.url}"
-model = "model-a"
-timeout = 30
-max_retries = 0
-
-[agents.alice]
-runtime = "hermes"
-""")
+    daemon.write_config(config(llm, '[agents.alice]\nruntime = "hermes"\n', timeout=30))
     daemon.start()
     return daemon
 

@@ -4,20 +4,17 @@ fake model asks for the commands and reads what the tools answered."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.fakes.openai_server import FakeOpenAI
 from tests.harness import Daemon
+from tests.integration.hermes_setup import config, require_hermes
 from workers import landlock
 
-if importlib.util.find_spec("run_agent") is None:
-    pytest.skip("hermes-agent is not installed (pip install hermesd[hermes])",
-                allow_module_level=True)
+require_hermes()
 if landlock.abi_version() == 0:
     pytest.skip("this kernel has no Landlock (or it is disabled)", allow_module_level=True)
 
@@ -25,27 +22,15 @@ SECRET = "b's private note"
 
 
 @pytest.fixture
-def llm() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as fake:
-        yield fake
-
-
-@pytest.fixture
 def agents(daemon: Daemon, llm: FakeOpenAI) -> Daemon:
     """Agent a has the terminal and file tools; agent b holds a memory."""
-    daemon.write_config(f"""
-[llm.default]
-base_url = "{llm.url}"
-model = "model-a"
-timeout = 5
-max_retries = 0
-
+    daemon.write_config(config(llm, """
 [agents.a]
 runtime = "hermes"
 tools = ["memory", "files", "terminal"]
 [agents.b]
 runtime = "echo"
-""")
+"""))
     daemon.start()
     workspace(daemon, "b").joinpath("memories/MEMORY.md").write_text(SECRET)
     workspace(daemon, "a").joinpath("notes.txt").write_text("a's own notes")
