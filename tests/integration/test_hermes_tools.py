@@ -45,7 +45,8 @@ def tool_result(daemon: Daemon, llm: FakeOpenAI, name: str, arguments: dict) -> 
     """Have agent a's model call one tool; return what the tool answered the model."""
     llm.script("model-a", {"tool_calls": [{"name": name, "arguments": arguments}]},
                {"reply": "done"})
-    assert daemon.send("local:a", "go", "--agent", "a") == "done\n"
+    # hermes may append a note (a file it failed to write) to the model's reply
+    assert daemon.send("local:a", "go", "--agent", "a").startswith("done\n")
     last = [r for r in llm.requests("model-a") if r["path"].endswith("/chat/completions")][-1]
     return next(m["content"] for m in reversed(last["body"]["messages"]) if m["role"] == "tool")
 
@@ -76,3 +77,10 @@ def test_file_tool_cannot_read_another_agents_memories(agents: Daemon, llm: Fake
                          {"path": f"{workspace(agents, 'b')}/memories/MEMORY.md"})
     assert SECRET not in answer
     assert json.loads(answer)["error"]  # hermes words the denial as "File not found"
+
+
+def test_file_tool_cannot_write_outside_the_workspace(agents: Daemon, llm: FakeOpenAI) -> None:
+    outside = agents.root / "escaped.txt"
+    answer = tool_result(agents, llm, "write_file", {"path": str(outside), "content": "out"})
+    assert "Permission denied" in json.loads(answer)["error"]
+    assert not outside.exists()
