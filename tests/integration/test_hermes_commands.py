@@ -3,6 +3,7 @@ against the fake OpenAI-compatible server, driven through hermesctl."""
 
 from __future__ import annotations
 
+import psutil
 import pytest
 
 from tests.fakes.openai_server import FakeOpenAI
@@ -14,7 +15,11 @@ require_hermes()
 
 @pytest.fixture
 def alice(daemon: Daemon, llm: FakeOpenAI) -> Daemon:
-    daemon.write_config(config(llm, '[agents.alice]\nruntime = "hermes"\n', timeout=30))
+    daemon.write_config(config(llm, """
+[agents.alice]
+runtime = "hermes"
+tools = ["memory", "terminal"]
+""", timeout=30))
     daemon.start()
     return daemon
 
@@ -66,3 +71,25 @@ def test_stop_interrupts_the_running_answer(alice: Daemon, llm: FakeOpenAI) -> N
 
 def test_stop_with_nothing_running_says_so(alice: Daemon) -> None:
     assert ask(alice, "/stop") == "Nothing is running in this conversation.\n"
+
+
+def sleeping(daemon: Daemon) -> list[psutil.Process]:
+    """The `sleep 300` processes below the daemon."""
+    found = []
+    for process in daemon.children():
+        try:
+            if process.cmdline()[:2] == ["sleep", "300"]:
+                found.append(process)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def test_stop_kills_the_turns_background_processes(alice: Daemon, llm: FakeOpenAI) -> None:
+    llm.script("model-a", {"tool_calls": [{"name": "terminal", "arguments": {
+        "command": "sleep 300", "background": True}}]}, {"delay": 20, "reply": "too late"})
+    sender = alice.ctl_popen("send", "local:a", "start a server", "--agent", "alice")
+    wait_for(lambda: len(chats(llm)) == 2 and sleeping(alice), what="the background process")
+    assert ask(alice, "/stop") == "Stopping.\n"
+    sender.communicate(timeout=15)
+    wait_for(lambda: not sleeping(alice), what="the background process killed")

@@ -98,8 +98,10 @@ class HermesRuntime:
         result: dict[str, Any] = {}
         self._running[message.session_key] = agent
         try:
+            # the task id is what the terminal tool files background processes under (as
+            # their session_key): the session id, as in hermes' gateway, lets /stop find them
             result = agent.run_conversation(message.text, conversation_history=history,
-                                            task_id=session_id)  # as hermes' gateway does
+                                            task_id=session_id)
         finally:
             del self._running[message.session_key]
             agent.shutdown_memory_provider(result.get("messages") or history)
@@ -173,12 +175,15 @@ class HermesRuntime:
 
     def _stop(self, session_key: str) -> str:
         """Interrupt the session's running turn (its model call and tools) and kill the
-        background processes its terminal tool started."""
+        background processes the session's terminal tool started (filed under its session
+        id, see _run)."""
         agent = self._running.get(session_key)
         if agent is None:
             return "Nothing is running in this conversation."
         agent.interrupt()
         from tools.process_registry import process_registry
 
-        process_registry.kill_all(task_id=agent.session_id)  # the turn's task id, see _run
+        for process in process_registry.list_sessions(session_key=agent.session_id):
+            if process["status"] == "running":
+                process_registry.kill_process(process["session_id"], source="hermesd /stop")
         return "Stopping."
