@@ -28,9 +28,14 @@ Seconds = Annotated[float, msgspec.Meta(gt=0)]
 BUILTIN_RUNTIMES = ("echo", "openai", "hermes")
 PYTHON_RUNTIME = re.compile(r"python:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 """`python:<module>:<factory>`: an operator's runtime, imported by the worker only."""
-Tool = Literal["memory", "session_search", "skills", "cron", "send_to_agent", "send_file"]
+Tool = Literal["memory", "session_search", "skills", "cron", "send_to_agent", "send_file",
+               "files", "terminal"]
 AllowedUsers = list[int] | Literal["*"]  # user ids, or "*" for everyone (said explicitly)
-ALL_TOOLS: tuple[str, ...] = get_args(Tool)
+HERMES_TOOLS = ("files", "terminal")
+"""hermes-agent's own file and terminal toolsets: only `runtime = "hermes"` has them, and
+only when listed (they run commands, confined by the worker's sandbox)."""
+ALL_TOOLS: tuple[str, ...] = tuple(t for t in get_args(Tool) if t not in HERMES_TOOLS)
+"""The tools every runtime has, on unless `tools` says otherwise."""
 
 AGENT_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 """Agent ids appear in session keys, paths and process titles, so they stay plain."""
@@ -447,6 +452,7 @@ class _Loader:
         raw = self.sizes(raw, path, ("memory_max",))
         agent: AgentConfig = self.convert(raw, AgentConfig, path)
         self.check_runtime(agent.runtime, path + ("runtime",))
+        self.check_tools(agent, path + ("tools",))
         if isinstance(agent.llm, LLMConfig):
             self.check_llm(agent.llm, path + ("llm",))
         for i, shared in enumerate(agent.shared_paths):
@@ -454,6 +460,12 @@ class _Loader:
         workspace = agent.workspace or f"agents/{agent_id}"
         agent.workspace = os.path.normpath(os.path.join(daemon.state_dir, workspace))
         return agent
+
+    def check_tools(self, agent: AgentConfig, path: KeyPath) -> None:
+        for i, tool in enumerate(agent.tools):
+            if tool in HERMES_TOOLS and agent.runtime != "hermes":
+                raise self.error(path + (i,), f'"{tool}" is a tool of runtime = "hermes" only '
+                                              f'(this agent runs "{agent.runtime}")')
 
     def check_runtime(self, runtime: str, path: KeyPath) -> None:
         if runtime in BUILTIN_RUNTIMES or PYTHON_RUNTIME.fullmatch(runtime):

@@ -33,15 +33,21 @@ class Agent:
 
     def deliver(self, message: Deliver, task_group: TaskGroup) -> None:
         """Queue behind the session's earlier messages; a session with no queue gets a
-        drain task that lives until its queue is empty (no idle task per session)."""
-        queue = self._queues.get(message.session_key)
+        drain task that lives until its queue is empty (no idle task per session).  A message
+        the runtime says jumps the queue (hermes' /stop) gets a queue of its own, so it is
+        answered while the session's turn runs."""
+        key = message.session_key
+        jumps_queue = getattr(self._runtime, "jumps_queue", None)
+        if jumps_queue is not None and jumps_queue(message):
+            key = f"{key}\0{message.msg_id}"
+        queue = self._queues.get(key)
         if queue is not None:
             queue.append(message)
             return
-        self._queues[message.session_key] = deque([message])
+        self._queues[key] = deque([message])
         if self.idle.is_set():
             self.idle = anyio.Event()
-        task_group.start_soon(self._drain, message.session_key)
+        task_group.start_soon(self._drain, key)
 
     async def _drain(self, session_key: str) -> None:
         queue = self._queues[session_key]

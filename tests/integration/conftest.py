@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fakes.notify_socket import NotifySocket
+from tests.fakes.openai_server import FakeOpenAI
 from tests.harness import Daemon
 
 
@@ -16,3 +17,10 @@ def notify(daemon: Daemon) -> Iterator[NotifySocket]:
     `Daemon.start` as NOTIFY_SOCKET: tests/conftest.py removes the tests' own)."""
     with NotifySocket(str(daemon.root / "notify.sock")) as socket_:
         yield socket_
+
+
+@pytest.fixture
+def llm() -> Iterator[FakeOpenAI]:
+    """The fake OpenAI-compatible model server, on 127.0.0.1."""
+    with FakeOpenAI() as fake:
+        yield fake

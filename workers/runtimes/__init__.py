@@ -21,6 +21,9 @@ PYTHON_PREFIX = "python:"
 
 
 class Runtime(Protocol):
+    """May also have `jumps_queue(message) -> bool`: True for a message to answer at once,
+    beside the turn its session is running (hermes' /stop), instead of after it."""
+
     def turn(self, message: Deliver) -> AsyncIterator[Say]: ...
 
 

@@ -20,11 +20,15 @@ import anyio
 
 from hermesd.protocol import Deliver, LLMSpec
 from workers import hermes_cron, hermes_home, llm
+from workers.runtimes import hermes_commands as commands
 from workers.runtimes.home import AgentHome, Say
 
-TOOLSETS = {"memory": "memory", "session_search": "session_search", "skills": "skills"}
+TOOLSETS = {"memory": "memory", "session_search": "session_search", "skills": "skills",
+            "files": "file", "terminal": "terminal"}
 """hermesd tool names (`tools` in hermesd.toml) and the hermes toolsets they enable; the
-others (cron, send_to_agent, send_file) are not yet wired to hermes-agent."""
+others (cron, send_to_agent, send_file) are not yet wired to hermes-agent.  `files` and
+`terminal` run in the worker's process, so its sandbox (workers/landlock.py) is what
+confines them to the workspace and the shared paths."""
 
 ALWAYS = ("todo",)
 """Toolsets with no effect outside the conversation."""
@@ -35,13 +39,6 @@ CREATE TABLE IF NOT EXISTS hermes_sessions (
     session_id  TEXT NOT NULL
 );
 """
-
-HELP = """\
-/new or /reset  start a fresh conversation (the old one stays searchable)
-/status         agent, model, session and message count
-/help           this list
-(/model, /memory and /stop are not available with this runtime yet)"""
-
 
 class HermesRuntime:
     def __init__(self, home: AgentHome) -> None:
@@ -58,6 +55,8 @@ class HermesRuntime:
         home.scheduler = hermes_cron.HermesCron(home)  # also runs the profile's cron/jobs.json
         self._toolsets = [TOOLSETS[name] for name in home.spec.tools if name in TOOLSETS]
         self._toolsets += ALWAYS
+        self._models: dict[str, str] = {}  # per session key, set by /model
+        self._running: dict[str, Any] = {}  # session key -> its turn's AIAgent, for /stop
 
     async def turn(self, message: Deliver) -> AsyncIterator[Say]:
         answer = self._command(message)
@@ -73,6 +72,9 @@ class HermesRuntime:
         except Exception as exc:
             result = {"failed": True, "error": f"{type(exc).__name__}: {exc}"}
         reply = result.get("final_response")
+        if result.get("interrupted"):
+            yield Say("Stopped.")
+            return
         if result.get("failed") or not reply:
             error = str(result.get("error") or "no answer")
             self._home.log("error", "llm_failed", message.session_key, error=error[:500])
@@ -89,14 +91,20 @@ class HermesRuntime:
         history = db.get_messages_as_conversation(session_id, repair_alternation=True)
         agent = AIAgent(
             base_url=self._llm.base_url, api_key=llm._api_key or "none",  # noqa: SLF001
-            provider="custom", model=self._llm.model, enabled_toolsets=self._toolsets,
+            provider="custom", model=self._model(message.session_key),
+            enabled_toolsets=self._toolsets,
             quiet_mode=True, platform="hermesd", session_id=session_id, session_db=db,
             gateway_session_key=message.session_key, skip_context_files=True,
             load_soul_identity=True, max_iterations=self._home.spec.max_tool_steps)
         result: dict[str, Any] = {}
+        self._running[message.session_key] = agent
         try:
-            result = agent.run_conversation(message.text, conversation_history=history)
+            # the task id is what the terminal tool files background processes under (as
+            # their session_key): the session id, as in hermes' gateway, lets /stop find them
+            result = agent.run_conversation(message.text, conversation_history=history,
+                                            task_id=session_id)
         finally:
+            del self._running[message.session_key]
             agent.shutdown_memory_provider(result.get("messages") or history)
             agent.close()
         return result
@@ -125,18 +133,58 @@ class HermesRuntime:
             (session_key, session_id))
         return session_id
 
+    def jumps_queue(self, message: Deliver) -> bool:
+        """/stop is answered beside the session's running turn (see workers.agent)."""
+        return commands.command_word(message.text) == "/stop"
+
+    def _model(self, session_key: str) -> str:
+        return self._models.get(session_key, self._llm.model)
+
     def _command(self, message: Deliver) -> str | None:
         """The answer to a chat command this runtime handles itself, or None."""
-        text = message.text.strip()
-        word = text.split(maxsplit=1)[0].lower().split("@", 1)[0] if text else ""
+        word = commands.command_word(message.text)
         if word in ("/new", "/reset"):
             self._new_session(message.session_key)
             return "Started a new conversation."
         if word == "/status":
             session_id = self._session_id(message.session_key)
             count = self._session_db().message_count(session_id)
-            return (f"agent: {self._home.spec.agent_id}\nmodel: {self._llm.model}\n"
-                    f"session: {session_id} ({message.session_key}, {count} messages)")
+            return (f"agent: {self._home.spec.agent_id}\nmodel: {self._model(message.session_key)}"
+                    f"\nsession: {session_id} ({message.session_key}, {count} messages)")
+        if word == "/model":
+            return self._switch_model(message)
+        if word == "/memory":
+            from tools.memory_tool import load_on_disk_store
+
+            store = load_on_disk_store()  # reads memories/ under the workspace (HERMES_HOME)
+            return commands.memory_reply(store.memory_entries, store.user_entries)
+        if word == "/stop":
+            return self._stop(message.session_key)
         if word == "/help":
-            return HELP
+            return commands.HELP
         return None
+
+    def _switch_model(self, message: Deliver) -> str:
+        """Per session key, so one user's switch changes no one else's conversation; in
+        memory only, so hermesd.toml stays the truth after a restart."""
+        wanted, reply = commands.model_reply(self._model(message.session_key), self._llm.model,
+                                             commands.argument(message.text))
+        if wanted is not None:
+            self._models[message.session_key] = wanted
+            self._home.log("info", "model_switched", message.session_key, model=wanted)
+        return reply
+
+    def _stop(self, session_key: str) -> str:
+        """Interrupt the session's running turn (its model call and tools) and kill the
+        background processes the session's terminal tool started (filed under its session
+        id, see _run)."""
+        agent = self._running.get(session_key)
+        if agent is None:
+            return "Nothing is running in this conversation."
+        agent.interrupt()
+        from tools.process_registry import process_registry
+
+        for process in process_registry.list_sessions(session_key=agent.session_id):
+            if process["status"] == "running":
+                process_registry.kill_process(process["session_id"], source="hermesd /stop")
+        return "Stopping."
