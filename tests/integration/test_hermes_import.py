@@ -3,9 +3,7 @@ its sessions and cron jobs under hermesd, against the fake OpenAI server."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,16 +11,9 @@ import pytest
 
 from tests.fakes.openai_server import FakeOpenAI
 from tests.harness import Daemon, wait_for
+from tests.integration.hermes_setup import require_hermes
 
-if importlib.util.find_spec("run_agent") is None:
-    pytest.skip("hermes-agent is not installed (pip install hermesd[hermes])",
-                allow_module_level=True)
-
-
-@pytest.fixture
-def llm() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as fake:
-        yield fake
+require_hermes()
 
 
 @pytest.fixture

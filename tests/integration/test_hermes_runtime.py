@@ -3,23 +3,11 @@ OpenAI-compatible server on 127.0.0.1, driven through hermesctl."""
 
 from __future__ import annotations
 
-import importlib.util
-from collections.abc import Iterator
-
-import pytest
-
 from tests.fakes.openai_server import FakeOpenAI
 from tests.harness import Daemon, wait_for
+from tests.integration.hermes_setup import require_hermes
 
-if importlib.util.find_spec("run_agent") is None:
-    pytest.skip("hermes-agent is not installed (pip install hermesd[hermes])",
-                allow_module_level=True)
-
-
-@pytest.fixture
-def llm() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as fake:
-        yield fake
+require_hermes()
 
 
 def start(daemon: Daemon, llm: FakeOpenAI, env: dict[str, str] | None = None) -> None:
