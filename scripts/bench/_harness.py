@@ -83,7 +83,29 @@ def kill_processes(procs: list[psutil.Process]) -> None:
 # ----------------------------------------------------------------------------- daemon
 
 
-class Daemon:
+class Started:
+    """A context manager over `start()` and `stop()`: entering starts (stopping again if
+    starting fails half-way), leaving stops, whatever happened in between."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Daemon(Started):
     """hermesd with `agents` echo agents (a000, a001, ...) in a fresh temp dir.
 
     Routes send `local:bench-<i>` to agent i (modulo the agent count) for i < max(agents,
@@ -201,16 +223,6 @@ class Daemon:
             kill_processes(self._seen)
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 # ----------------------------------------------------------------------------- clients
@@ -530,7 +542,7 @@ def summary_ms(values: list[float]) -> dict[str, float]:
 
 def table(rows: list[list[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.rjust(w) if j else c.ljust(w) for j, (c, w) in enumerate(zip(row, widths)))
+    lines = ["  ".join(c.rjust(w) if j else c.ljust(w) for j, (c, w) in enumerate(zip(row, widths, strict=False)))
              for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

@@ -117,7 +117,7 @@ def settings() -> dict[str, dict[str, object]]:
 # ----------------------------------------------------------------------------- gateways
 
 
-class Gateways:
+class Gateways(h.Started):
     """N stock Hermes gateways, profiles gw000.. under one temporary HOME."""
 
     def __init__(self, n: int, venv: Path, fake: FakeTelegram, llm: FakeOpenAI) -> None:
@@ -177,16 +177,6 @@ class Gateways:
             proc.wait()
         shutil.rmtree(self.home, ignore_errors=True)
 
-    def __enter__(self) -> Gateways:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def measure_gateways(row: Row, venv: Path, fake: FakeTelegram, llm: FakeOpenAI, settle: float) -> None:

@@ -327,7 +327,7 @@ def collect(result: PhaseResult, fake: FakeTelegram, spool: Path) -> None:
         db.close()
     base = min(msg.queued for msg in result.msgs)
     sim = gate_floor(result.msgs, [msg.queued - base for msg in result.msgs])
-    result.floor = [s - (msg.queued - base) for s, msg in zip(sim, result.msgs)]
+    result.floor = [s - (msg.queued - base) for s, msg in zip(sim, result.msgs, strict=False)]
 
 
 # ----------------------------------------------------------------------------- output
@@ -361,11 +361,11 @@ def report(r: PhaseResult, idle_rate: float, status_cost: float) -> dict[str, fl
     inbound = [r.spooled[m.update_id] - m.queued for m in r.msgs if m.update_id in r.spooled]
     middle = [first[m.mark] - r.spooled[m.update_id] for m in r.msgs if m.mark in first and m.update_id in r.spooled]
     ack = [r.delivered[m.mark] - first[m.mark] for m in r.msgs if m.mark in first and m.mark in r.delivered]
-    floor = [f for m, f in zip(r.msgs, r.floor) if m.mark in first]
+    floor = [f for m, f in zip(r.msgs, r.floor, strict=False) if m.mark in first]
     last_queued = max(m.queued for m in r.msgs)
     last_sent = max(first.values()) if first else float("nan")
     last_spooled = max(r.spooled.values()) if r.spooled else float("nan")
-    floor_span = max(m.queued - r.started + f for m, f in zip(r.msgs, r.floor))
+    floor_span = max(m.queued - r.started + f for m, f in zip(r.msgs, r.floor, strict=False))
 
     print(f"\n[{r.name}] {n:,} updates over {len({m.topic for m in r.msgs})} topics in "
           f"{len({m.topic.chat_id for m in r.msgs})} forum chats, {len({m.topic.agent for m in r.msgs})} agents; "
