@@ -138,6 +138,12 @@ def use_api_key(key: str | None, problem: str | None = None) -> None:
     _api_key, _api_key_problem = key, problem
 
 
+def api_key() -> tuple[str | None, str | None]:
+    """This worker's API key and, when a configured one could not be read, why: for a
+    runtime that calls its model through another client (hermes-agent's)."""
+    return _api_key, _api_key_problem
+
+
 def _status_error(status: int, text: str, retry_after: float | None = None) -> LLMError:
     """Map an HTTP status (or an error code inside the body) to what the user is told."""
     if status == 429:

@@ -63,8 +63,9 @@ class HermesRuntime:
         if answer is not None:
             yield Say(answer)
             return
-        if llm._api_key_problem:  # noqa: SLF001  (the worker's key, as workers.llm holds it)
-            self._home.log("error", "llm_failed", message.session_key, error=llm._api_key_problem)
+        problem = llm.api_key()[1]
+        if problem:
+            self._home.log("error", "llm_failed", message.session_key, error=problem)
             yield Say(f"⚠️ {llm.MISSING_KEY}")
             return
         try:
@@ -90,7 +91,7 @@ class HermesRuntime:
         session_id = self._session_id(message.session_key)
         history = db.get_messages_as_conversation(session_id, repair_alternation=True)
         agent = AIAgent(
-            base_url=self._llm.base_url, api_key=llm._api_key or "none",  # noqa: SLF001
+            base_url=self._llm.base_url, api_key=llm.api_key()[0] or "none",
             provider="custom", model=self._model(message.session_key),
             enabled_toolsets=self._toolsets,
             quiet_mode=True, platform="hermesd", session_id=session_id, session_db=db,
