@@ -1,9 +1,10 @@
 """The running daemon's lifecycle: start, signals, reaping, upkeep, reload and stop.
 
 What happens to messages is `Messages`' (hermesd/messages.py); replies leave through
-`Deliveries` (hermesd/delivery.py).  `Service.run` owns every long-lived task.  Like a classic arbiter, signal handlers only
-queue (anyio's signal receiver) and the main loop acts: SIGCHLD reaps, SIGHUP reloads,
-SIGUSR1 reopens the log file, SIGTERM drains and stops, SIGINT stops at once.  Work that waits (reload, shutdown) runs as its own task so
+`Deliveries` (hermesd/delivery.py).  `Service.run` owns every long-lived task.  Like a
+classic arbiter, signal handlers only queue (anyio's signal receiver) and the main loop
+acts: SIGCHLD reaps, SIGHUP reloads, SIGUSR1 reopens the log file, SIGTERM drains and
+stops, SIGINT stops at once.  Work that waits (reload, shutdown) runs as its own task so
 the loop keeps reaping children meanwhile.
 """
 
