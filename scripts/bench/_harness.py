@@ -24,9 +24,10 @@ import tempfile
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, NoReturn, Self
 
 import psutil
 
@@ -52,6 +53,16 @@ def agent_id(i: int) -> str:
 
 def session_key(i: int) -> str:
     return f"local:bench-{i}"
+
+
+def run_script(main: Callable[[], int | None]) -> NoReturn:
+    """A benchmark's entry point: exit with main()'s status, or with 130 after Ctrl-C, by
+    which time every `with` block has killed what it started and removed its temp dir."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; processes and temp dirs cleaned up", file=sys.stderr, flush=True)
+        sys.exit(130)
 
 
 def guard(limit: float) -> None:

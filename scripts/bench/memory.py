@@ -160,8 +160,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; processes cleaned up", file=sys.stderr)
-        sys.exit(130)
+    h.run_script(main)
