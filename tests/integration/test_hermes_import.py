@@ -11,7 +11,7 @@ import pytest
 
 from tests.fakes.openai_server import FakeOpenAI
 from tests.harness import Daemon, wait_for
-from tests.integration.hermes_setup import require_hermes
+from tests.integration.hermes_setup import config, require_hermes
 
 require_hermes()
 
@@ -47,13 +47,7 @@ def add_due_job(home: Path, prompt: str) -> None:
 
 
 def import_and_start(daemon: Daemon, llm: FakeOpenAI, profile: Path) -> Path:
-    daemon.write_config(f"""
-[llm.default]
-base_url = "{llm.url}"
-model = "model-a"
-timeout = 5
-max_retries = 0
-""")
+    daemon.write_config(config(llm, ""))
     daemon.start()
     result = daemon.ctl("import-profile", str(profile), "--as", "travel", "--runtime", "hermes",
                         "--reload")

@@ -5,25 +5,19 @@ from __future__ import annotations
 
 from tests.fakes.openai_server import FakeOpenAI
 from tests.harness import Daemon, wait_for
-from tests.integration.hermes_setup import require_hermes
+from tests.integration.hermes_setup import config, require_hermes
 
 require_hermes()
 
 
 def start(daemon: Daemon, llm: FakeOpenAI, env: dict[str, str] | None = None) -> None:
-    daemon.write_config(f"""
-[llm.default]
-base_url = "{llm.url}"
-model = "model-a"
-timeout = 5
-max_retries = 0
-
+    daemon.write_config(config(llm, f"""
 [agents.alice]
 runtime = "hermes"
 [agents.bob]
 runtime = "hermes"
 llm = {{ base_url = "{llm.url}", model = "model-b", timeout = 5, max_retries = 0 }}
-""")
+"""))
     daemon.start(env=env)
 
 
