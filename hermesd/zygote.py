@@ -125,12 +125,11 @@ def _serve(channel: socket.socket, daemon_pid: int, preload_hermes: bool = False
 
 
 def _preload_hermes() -> None:
-    """Import hermes-agent once here rather than in every worker.  An optimisation only:
-    if it fails, each hermes worker imports it (and reports what is wrong) itself."""
-    from workers import hermes_home
+    """hermes-agent imported and warmed up once here rather than in every worker."""
+    from workers.runtimes import hermes
 
     try:
-        hermes_home.preimport()
+        hermes.preload()
     except Exception as exc:
         print(f"hermesd: zygote preload of hermes-agent skipped: {type(exc).__name__}: {exc}",
               file=sys.stderr)

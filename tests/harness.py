@@ -142,6 +142,12 @@ class Daemon:
         except psutil.NoSuchProcess:
             return []
 
+    def zygote_pid(self) -> int:
+        """The one child of the daemon that is not an agent's worker."""
+        workers = {agent["pid"] for agent in self.agents().values()}
+        (pid,) = [p.pid for p in self.children() if p.pid not in workers]
+        return pid
+
     def kill(self) -> None:
         """kill -9 of the daemon alone (its zygote and workers follow by PDEATHSIG)."""
         assert self.process is not None

@@ -5,10 +5,10 @@ skills/, cron/, logs/, its session database.  A workspace is laid out like that 
 the worker points HERMES_HOME (and HOME, which the terminal tool's `bash -l` reads) at it.
 
 Several hermes modules compute paths from the home once, when imported.  The zygote may
-import them before any fork, with a throw-away home (`preimport`): a worker then calls
-`rehome`, which re-points those paths at its own workspace.  Importing also writes files
-into the home (SOUL.md, skills/, state.db...), which is why the zygote's is a temporary
-directory deleted right after.
+import them before any fork, in a `throwaway` home (`preimport`, and a warm-up turn: see
+workers.runtimes.hermes.preload): a worker then calls `rehome`, which re-points those paths
+at its own workspace.  Importing also writes files into the home (SOUL.md, skills/,
+state.db...), which is why the zygote's is a temporary directory deleted right after.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import os
 import pkgutil
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -136,23 +138,30 @@ def _import_all(package: str) -> None:
             continue
 
 
-def preimport() -> None:
-    """Import hermes-agent in the zygote, so that workers share its modules instead of
-    each importing them (half a second and ~50 MiB each).  The home used meanwhile is a
-    temporary directory: importing writes into it."""
+@contextmanager
+def throwaway() -> Iterator[Path]:
+    """A temporary hermes home for the zygote's import and warm-up turn (both write into
+    their home: SOUL.md, skills/, a session database...), deleted afterwards, with the
+    environment as it was."""
     saved = {name: os.environ.get(name) for name in ("HERMES_HOME", *ENVIRONMENT)}
     with tempfile.TemporaryDirectory(prefix="hermesd-hermes-") as home:
         os.environ["HERMES_HOME"] = home
         os.environ.update(ENVIRONMENT)
         write_settings(Path(home) / "config.yaml")
         try:
-            for name in PREIMPORTED:
-                __import__(name)
-            for package in LOADED_BY_A_TURN:
-                _import_all(package)
+            yield Path(home)
         finally:
             for name, value in saved.items():
                 if value is None:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
+
+
+def preimport() -> None:
+    """Import hermes-agent (in the zygote, inside `throwaway`), so that workers share its
+    modules instead of each importing them (half a second and ~50 MiB each)."""
+    for name in PREIMPORTED:
+        __import__(name)
+    for package in LOADED_BY_A_TURN:
+        _import_all(package)

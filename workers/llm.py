@@ -10,13 +10,11 @@ chat user, and the detail for the log.  The API key never appears in either.
 from __future__ import annotations
 
 import random
-import re
 import secrets
 import ssl
 from typing import Any
 
 import anyio
-import anyio.abc
 import certifi
 import httpx
 import httpx._transports.default  # noqa: F401  (with httpcore and h11: loaded in the zygote)
@@ -268,34 +266,16 @@ def _convert(wire: _WireMessage) -> ChatMessage:
     return ChatMessage(wire.role or "assistant", wire.content, calls)
 
 
+def warm_up() -> None:
+    """One real request to a throw-away loopback endpoint, in the zygote: every worker then
+    shares what httpx, httpcore and h11 build and specialise on first use, instead of each
+    copying those pages at its first turn (about 2 MiB per worker)."""
+    from workers import loopback
 
-async def warm_up() -> None:
-    """One real request over loopback to a throw-away server, in the zygote: every worker
-    then shares what httpx, httpcore and h11 build and specialise on first use, instead of
-    each copying those pages at its first turn (about 2 MiB per worker)."""
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
-    spec = LLMSpec(base_url=f"http://127.0.0.1:{port}/v1", model="warm-up")
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as task_group:  # serve() closes the listener
-            task_group.start_soon(listener.serve, _answer_once)
-            async with LLMClient(spec, max_retries=0) as client:
+    async def ask(base_url: str) -> None:
+        with anyio.fail_after(5):
+            async with LLMClient(LLMSpec(base_url=base_url, model="warm-up"), max_retries=0) as client:
                 await client.complete([ChatMessage(role="user", content="hi")])
-            task_group.cancel_scope.cancel()
 
-
-_WARM_BODY = b'{"choices": [{"message": {"role": "assistant", "content": "ok"}}]}'
-
-
-async def _answer_once(stream: anyio.abc.SocketStream) -> None:
-    """Just enough HTTP/1.1 for `warm_up`: read one request, send one JSON answer."""
-    async with stream:
-        request = b""
-        while b"\r\n\r\n" not in request:
-            request += await stream.receive()
-        head, _, body = request.partition(b"\r\n\r\n")
-        length = re.search(rb"content-length: *(\d+)", head, re.I)
-        while length and len(body) < int(length[1]):
-            body += await stream.receive()
-        await stream.send(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                          b"Content-Length: %d\r\n\r\n%s" % (len(_WARM_BODY), _WARM_BODY))
+    with loopback.answering() as base_url:
+        anyio.run(ask, base_url)

@@ -228,6 +228,6 @@ def warm_up() -> None:
         with parent:
             anyio.run(both, parent, child, spec)
     try:
-        anyio.run(llm.warm_up)
+        llm.warm_up()
     except Exception as exc:  # an optimisation only: workers just share less memory
         print(f"hermesd: zygote warm-up of the LLM client skipped: {exc}", file=sys.stderr)

@@ -3,6 +3,8 @@ OpenAI-compatible server on 127.0.0.1, driven through hermesctl."""
 
 from __future__ import annotations
 
+import psutil
+
 from tests.fakes.openai_server import FakeOpenAI
 from tests.harness import Daemon, wait_for
 from tests.integration.hermes_setup import config, require_hermes
@@ -50,6 +52,20 @@ def test_hermes_runs_where_hermesd_is_found_through_an_import_hook(daemon: Daemo
     since it imports the hermes runtime's module only when it needs it."""
     start(daemon, llm, env={"PYTHONPATH": ""})
     assert daemon.send("local:a", "hello", "--agent", "alice") == "fake: hello\n"
+
+
+def test_zygote_keeps_no_thread_or_file_of_its_hermes_warm_up(daemon: Daemon, llm: FakeOpenAI) -> None:
+    """The zygote runs one hermes turn before any fork (workers share what it builds); the
+    log files and the log thread that turn starts must not outlive it, or every worker
+    would inherit them.  Each worker logs into its own workspace instead."""
+    start(daemon, llm)
+    zygote = psutil.Process(daemon.zygote_pid())
+    assert zygote.num_threads() == 1
+    assert {f.path for f in zygote.open_files()} == {str(daemon.log_path)}  # its stderr
+    assert daemon.send("local:a", "hello", "--agent", "alice") == "fake: hello\n"
+    worker = psutil.Process(daemon.agents()["alice"]["pid"])
+    logs = {f.path for f in worker.open_files() if f.path.endswith(".log")} - {str(daemon.log_path)}
+    assert logs == {str(daemon.state_dir / "agents/alice/logs" / name) for name in ("agent.log", "errors.log")}
 
 
 def test_hermes_conversation_survives_a_worker_restart(daemon: Daemon, llm: FakeOpenAI) -> None:

@@ -49,12 +49,6 @@ def environ_of(pid: int) -> str:
         return environ.read().decode(errors="replace")
 
 
-def zygote_pid(daemon: Daemon) -> int:
-    workers = {agent["pid"] for agent in daemon.agents().values()}
-    (pid,) = [p.pid for p in daemon.children() if p.pid not in workers]
-    return pid
-
-
 def test_each_agent_calls_its_model_with_its_own_key(
     daemon: Daemon, llm: FakeOpenAI, secret_env: None
 ) -> None:
@@ -70,7 +64,7 @@ def test_no_worker_or_zygote_environment_shows_a_secret(
 ) -> None:
     start(daemon, llm)
     daemon.send("local:x", "hi", "--agent", "a")  # a has built its client with its key
-    pids = [zygote_pid(daemon), *(agent["pid"] for agent in daemon.agents().values())]
+    pids = [daemon.zygote_pid(), *(agent["pid"] for agent in daemon.agents().values())]
     for pid in pids:
         environ = environ_of(pid)
         assert not [name for name, value in SECRETS.items() if value in environ], pid
@@ -129,7 +123,7 @@ def test_a_worker_memory_holds_its_own_key_and_no_other_secret(
     agents = daemon.agents()
     try:
         held = {agent: memory_holds(agents[agent]["pid"], SECRETS) for agent in ("a", "b", "c")}
-        held["zygote"] = memory_holds(zygote_pid(daemon), SECRETS)
+        held["zygote"] = memory_holds(daemon.zygote_pid(), SECRETS)
     except PermissionError as exc:
         pytest.skip(f"cannot read another process's memory here: {exc}")
     assert held == {"a": {"KEY_A"}, "b": {"KEY_B"}, "c": set(), "zygote": set()}

@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 
 from hermesd.protocol import Deliver, LLMSpec
-from workers import hermes_cron, hermes_home, llm
+from workers import hermes_cron, hermes_home, llm, loopback
 from workers.runtimes import hermes_commands as commands
 from workers.runtimes.home import AgentHome, Say
 
@@ -85,30 +85,17 @@ class HermesRuntime:
 
     def _run(self, message: Deliver) -> dict[str, Any]:
         """One hermes turn, in a worker thread."""
-        from run_agent import AIAgent
-
         db = self._session_db()
         session_id = self._session_id(message.session_key)
         history = db.get_messages_as_conversation(session_id, repair_alternation=True)
-        agent = AIAgent(
-            base_url=self._llm.base_url, api_key=llm.api_key()[0] or "none",
-            provider="custom", model=self._model(message.session_key),
-            enabled_toolsets=self._toolsets,
-            quiet_mode=True, platform="hermesd", session_id=session_id, session_db=db,
-            gateway_session_key=message.session_key, skip_context_files=True,
-            load_soul_identity=True, max_iterations=self._home.spec.max_tool_steps)
-        result: dict[str, Any] = {}
+        agent = _agent(self._llm.base_url, llm.api_key()[0] or "none", self._model(message.session_key),
+                       self._toolsets, db, session_id, message.session_key,
+                       self._home.spec.max_tool_steps)
         self._running[message.session_key] = agent
         try:
-            # the task id is what the terminal tool files background processes under (as
-            # their session_key): the session id, as in hermes' gateway, lets /stop find them
-            result = agent.run_conversation(message.text, conversation_history=history,
-                                            task_id=session_id)
+            return _converse(agent, message.text, history)
         finally:
             del self._running[message.session_key]
-            agent.shutdown_memory_provider(result.get("messages") or history)
-            agent.close()
-        return result
 
     def _session_db(self) -> Any:
         if self._db is None:
@@ -189,3 +176,60 @@ class HermesRuntime:
             if process["status"] == "running":
                 process_registry.kill_process(process["session_id"], source="hermesd /stop")
         return "Stopping."
+
+
+def _agent(base_url: str, api_key: str, model: str, toolsets: list[str], db: Any,
+           session_id: str, session_key: str, max_iterations: int) -> Any:
+    """An `AIAgent` as hermesd runs them: a custom (OpenAI-compatible) provider, no output
+    of its own, the workspace's SOUL.md as its identity and no context files from the
+    working directory."""
+    from run_agent import AIAgent
+
+    return AIAgent(base_url=base_url, api_key=api_key, provider="custom", model=model,
+                   enabled_toolsets=toolsets, quiet_mode=True, platform="hermesd",
+                   session_id=session_id, session_db=db, gateway_session_key=session_key,
+                   skip_context_files=True, load_soul_identity=True, max_iterations=max_iterations)
+
+
+def _converse(agent: Any, text: str, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """One `run_conversation`, and the agent's clean-up whatever happens."""
+    result: dict[str, Any] = {}
+    try:
+        # the task id is what the terminal tool files background processes under (as
+        # their session_key): the session id, as in hermes' gateway, lets /stop find them
+        result = agent.run_conversation(text, conversation_history=history, task_id=agent.session_id)
+    finally:
+        agent.shutdown_memory_provider(result.get("messages") or history)
+        agent.close()
+    return result
+
+
+def preload() -> None:
+    """In the zygote, before any fork: import hermes-agent and run one turn against a
+    loopback endpoint, so that workers share its modules and what a first turn builds (the
+    modules it imports late, the SDK's validators, tool schemas, caches) instead of each
+    building them (a worker after its first turn: 33 MiB private without the turn here).
+    An optimisation only: if it fails, each worker imports hermes-agent itself."""
+    from hermes_state import SessionDB
+
+    with hermes_home.throwaway() as home:
+        hermes_home.preimport()
+        db = SessionDB(db_path=home / hermes_home.SESSION_DB)
+        try:
+            with loopback.answering() as base_url:
+                toolsets = [*TOOLSETS.values(), *ALWAYS]
+                _converse(_agent(base_url, "none", "warm-up", toolsets, db, "warm-up", "local:warm-up", 2),
+                          "hi", [])
+        finally:
+            db.close()
+            _stop_logging()
+
+
+def _stop_logging() -> None:
+    """Undo what the warm-up's `AIAgent` started: hermes' log files in the throw-away home
+    and the thread that writes them.  A fork has no threads but the forking one, and each
+    worker must log into its own workspace (its first `AIAgent` sets that up)."""
+    import hermes_logging
+
+    hermes_logging._reset_queued_handlers()  # hermes-agent's own reset, made for its tests
+    hermes_logging._logging_initialized = False
