@@ -31,6 +31,10 @@ PYTHON_RUNTIME = re.compile(r"python:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*"
 Tool = Literal["memory", "session_search", "skills", "cron", "send_to_agent", "send_file",
                "files", "terminal"]
 AllowedUsers = list[int] | Literal["*"]  # user ids, or "*" for everyone (said explicitly)
+PROFILE_LLM = "profile"
+"""`llm = "profile"`: a hermes agent calls the model its workspace's config.yaml names, with
+the keys of its .env, as hermes-agent itself would (workers/runtimes/hermes.py)."""
+
 HERMES_TOOLS = ("files", "terminal")
 """hermes-agent's own file and terminal toolsets: only `runtime = "hermes"` has them, and
 only when listed (they run commands, confined by the worker's sandbox)."""
@@ -231,6 +235,8 @@ class Config(_Section):
         llm = agent.llm
         if llm is None and agent.runtime != "echo" and "default" in self.llm:
             llm = "default"
+        if llm == PROFILE_LLM:
+            llm = None  # the hermes runtime resolves the profile's own model
         if isinstance(llm, str):
             llm = self.llm[llm]
         return protocol.WorkerSpec(
@@ -412,6 +418,10 @@ class _Loader:
         return protocol.RunAs(user=user, uid=entry.pw_uid, gid=entry.pw_gid, groups=groups)
 
     def llm(self, raw: Any, path: KeyPath) -> LLMConfig:
+        """A named provider, [llm.NAME]."""
+        if path == ("llm", PROFILE_LLM):
+            raise self.error(path, f'the name "{PROFILE_LLM}" is reserved (`llm = "{PROFILE_LLM}"` makes '
+                             "a hermes agent use its own config.yaml): name this provider otherwise")
         llm: LLMConfig = self.convert(raw, LLMConfig, path)
         self.check_llm(llm, path)
         return llm
@@ -494,7 +504,11 @@ class _Loader:
             raise self.error(("daemon", "default_agent"), _no_agent(daemon.default_agent, agents))
         for agent_id, agent in agents.items():
             path: KeyPath = ("agents", agent_id)
-            if isinstance(agent.llm, str) and agent.llm not in providers:
+            if agent.llm == PROFILE_LLM:
+                if agent.runtime != "hermes":
+                    raise self.error(path + ("llm",), f'"{PROFILE_LLM}" (the model of a hermes '
+                                     'profile\'s config.yaml) is for runtime = "hermes" only')
+            elif isinstance(agent.llm, str) and agent.llm not in providers:
                 known = ", ".join(providers) or "none"
                 message = f"no provider [llm.{agent.llm}] (defined: {known})"
                 raise self.error(path + ("llm",), message)

@@ -102,3 +102,23 @@ def test_hermes_memory_tool_writes_only_that_agents_memories(
     agents = daemon.state_dir / "agents"
     assert "Prefers tea over coffee" in (agents / "alice/memories/USER.md").read_text()
     assert "tea" not in (agents / "bob/memories/USER.md").read_text()
+
+
+def test_hermes_agent_with_llm_profile_calls_its_own_config_yaml_model(
+    daemon: Daemon, llm: FakeOpenAI
+) -> None:
+    """`llm = "profile"`: the model, provider and key are the profile's own (config.yaml and
+    .env in the workspace), as `hermes gateway` would call them, whatever [llm.default] says."""
+    workspace = daemon.state_dir / "agents/carol"
+    workspace.mkdir(parents=True)
+    (workspace / "config.yaml").write_text(
+        f"model:\n  provider: custom\n  base_url: {llm.url}\n  default: model-p\n"
+        "  api_key: ${CAROL_KEY}\n")
+    (workspace / ".env").write_text("CAROL_KEY=sk-carols-own\n")
+    daemon.write_config(config(llm, '[agents.carol]\nruntime = "hermes"\nllm = "profile"\n'))
+    daemon.start()
+    assert daemon.send("local:c", "hello", "--agent", "carol") == "fake: hello\n"
+    (request,) = chat_requests(llm, "model-p")
+    assert request["headers"]["authorization"] == "Bearer sk-carols-own"
+    assert chat_requests(llm, "model-a") == []
+    assert "model: model-p" in daemon.send("local:c", "/status", "--agent", "carol")

@@ -353,6 +353,23 @@ def test_llm_name_must_be_defined():
     assert (error.line, error.key) == (11, "agents.coder.llm")
 
 
+def test_hermes_agent_with_llm_profile_gets_no_provider():
+    text = BASE + '\n[agents.h]\nruntime = "hermes"\nllm = "profile"\n'
+    assert loads(text).worker_spec("h").llm is None
+
+
+def test_llm_profile_is_for_hermes_agents_only():
+    error = error_of(with_line('runtime = "openai"', 'llm = "profile"'))
+    assert (error.line, error.key) == (11, "agents.coder.llm")
+    assert 'for runtime = "hermes" only' in error.message
+
+
+def test_a_provider_cannot_be_named_profile():
+    error = error_of(BASE + '\n[llm.profile]\nbase_url = "http://h/v1"\nmodel = "m"\n')
+    assert error.key == "llm.profile"
+    assert "reserved" in error.message
+
+
 def test_shared_path_must_be_absolute():
     error = error_of('[agents.a]\nruntime = "echo"\nshared_paths = [{ path = "docs" }]\n')
     assert (error.line, error.key) == (3, "agents.a.shared_paths[0].path")

@@ -42,13 +42,11 @@ CREATE TABLE IF NOT EXISTS hermes_sessions (
 
 class HermesRuntime:
     def __init__(self, home: AgentHome) -> None:
-        if home.spec.llm is None:
-            raise RuntimeError("runtime hermes needs an llm provider")
         if importlib.util.find_spec("run_agent") is None:  # said in `hermesctl status`
             raise RuntimeError("runtime hermes needs hermes-agent: install hermesd[hermes]")
         self._home = home
         self._root = home.workspace.root
-        self._llm: LLMSpec = home.spec.llm
+        self._llm: LLMSpec | None = home.spec.llm  # None: the profile's own (`llm = "profile"`)
         hermes_home.enter(self._root)  # before hermes-agent is first imported here
         self._db: Any = None  # hermes_state.SessionDB, opened at the first turn
         home.state.db.executescript(SCHEMA)
@@ -63,7 +61,7 @@ class HermesRuntime:
         if answer is not None:
             yield Say(answer)
             return
-        problem = llm.api_key()[1]
+        problem = llm.api_key()[1] if self._llm else None
         if problem:
             self._home.log("error", "llm_failed", message.session_key, error=problem)
             yield Say(f"⚠️ {llm.MISSING_KEY}")
@@ -88,9 +86,8 @@ class HermesRuntime:
         db = self._session_db()
         session_id = self._session_id(message.session_key)
         history = db.get_messages_as_conversation(session_id, repair_alternation=True)
-        agent = _agent(self._llm.base_url, llm.api_key()[0] or "none", self._model(message.session_key),
-                       self._toolsets, db, session_id, message.session_key,
-                       self._home.spec.max_tool_steps)
+        agent = _agent(self._provider(message.session_key), self._toolsets, db, session_id,
+                       message.session_key, self._home.spec.max_tool_steps)
         self._running[message.session_key] = agent
         try:
             return _converse(agent, message.text, history)
@@ -125,8 +122,32 @@ class HermesRuntime:
         """/stop is answered beside the session's running turn (see workers.agent)."""
         return commands.command_word(message.text) == "/stop"
 
+    def _provider(self, session_key: str) -> dict[str, Any]:
+        """The model `AIAgent` calls: hermesd's provider, or for `llm = "profile"` what
+        hermes-agent itself resolves from the workspace's config.yaml and .env (raising, as
+        it does, when they name nothing usable: the turn then fails with the reason logged)."""
+        if self._llm is not None:
+            return {"base_url": self._llm.base_url, "api_key": llm.api_key()[0] or "none",
+                    "provider": "custom", "model": self._model(session_key)}
+        from hermes_cli.runtime_provider import resolve_runtime_provider
+
+        runtime = resolve_runtime_provider()
+        return {"base_url": runtime.get("base_url"), "api_key": runtime.get("api_key"),
+                "provider": runtime.get("provider"), "api_mode": runtime.get("api_mode"),
+                "model": self._model(session_key)}
+
     def _model(self, session_key: str) -> str:
-        return self._models.get(session_key, self._llm.model)
+        return self._models.get(session_key) or self._default_model()
+
+    def _default_model(self) -> str:
+        if self._llm is not None:
+            return self._llm.model
+        from hermes_cli.config import load_config
+
+        model = load_config().get("model")  # as hermes' gateway reads it
+        if isinstance(model, dict):
+            model = model.get("default") or model.get("model")
+        return str(model or "")
 
     def _command(self, message: Deliver) -> str | None:
         """The answer to a chat command this runtime handles itself, or None."""
@@ -155,7 +176,7 @@ class HermesRuntime:
     def _switch_model(self, message: Deliver) -> str:
         """Per session key, so one user's switch changes no one else's conversation; in
         memory only, so hermesd.toml stays the truth after a restart."""
-        wanted, reply = commands.model_reply(self._model(message.session_key), self._llm.model,
+        wanted, reply = commands.model_reply(self._model(message.session_key), self._default_model(),
                                              commands.argument(message.text))
         if wanted is not None:
             self._models[message.session_key] = wanted
@@ -178,15 +199,14 @@ class HermesRuntime:
         return "Stopping."
 
 
-def _agent(base_url: str, api_key: str, model: str, toolsets: list[str], db: Any,
-           session_id: str, session_key: str, max_iterations: int) -> Any:
-    """An `AIAgent` as hermesd runs them: a custom (OpenAI-compatible) provider, no output
-    of its own, the workspace's SOUL.md as its identity and no context files from the
-    working directory."""
+def _agent(provider: dict[str, Any], toolsets: list[str], db: Any, session_id: str,
+           session_key: str, max_iterations: int) -> Any:
+    """An `AIAgent` as hermesd runs them: `provider` (base_url, api_key, provider, model...),
+    no output of its own, the workspace's SOUL.md as its identity and no context files from
+    the working directory."""
     from run_agent import AIAgent
 
-    return AIAgent(base_url=base_url, api_key=api_key, provider="custom", model=model,
-                   enabled_toolsets=toolsets, quiet_mode=True, platform="hermesd",
+    return AIAgent(**provider, enabled_toolsets=toolsets, quiet_mode=True, platform="hermesd",
                    session_id=session_id, session_db=db, gateway_session_key=session_key,
                    skip_context_files=True, load_soul_identity=True, max_iterations=max_iterations)
 
@@ -218,8 +238,9 @@ def preload() -> None:
         try:
             with loopback.answering() as base_url:
                 toolsets = [*TOOLSETS.values(), *ALWAYS]
-                _converse(_agent(base_url, "none", "warm-up", toolsets, db, "warm-up", "local:warm-up", 2),
-                          "hi", [])
+                provider = {"base_url": base_url, "api_key": "none", "provider": "custom",
+                            "model": "warm-up"}
+                _converse(_agent(provider, toolsets, db, "warm-up", "local:warm-up", 2), "hi", [])
         finally:
             db.close()
             _stop_logging()
