@@ -20,7 +20,8 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePath
+from types import ModuleType
 from typing import Any
 
 SESSION_DB = "hermes-state.db"
@@ -92,29 +93,84 @@ def _section(config: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
 
 
 def rehome(home: Path) -> None:
-    """Re-point the paths hermes modules computed at import (with the zygote's home) and
-    load what they loaded from it then: the profile's .env and its command allowlist."""
-    import cron.executions
+    """Re-point what hermes modules computed from the zygote's home (every global `throwaway`
+    found holding a path in it) at `home`, and load what they loaded from it then: the
+    profile's .env and its command allowlist."""
     import hermes_state
-    import run_agent
-    import tools.checkpoint_manager
-    import tools.process_registry
-    import tools.skills_sync
-    from agent import auxiliary_client
+    from agent import file_safety
     from hermes_cli.env_loader import load_hermes_dotenv
+    from tools import file_operations
     from tools.approval import load_permanent_allowlist
 
-    run_agent._hermes_home = home
-    hermes_state.DEFAULT_DB_PATH = home / SESSION_DB
-    tools.process_registry.CHECKPOINT_PATH = home / "processes.json"
-    tools.checkpoint_manager.CHECKPOINT_BASE = home / "checkpoints"
-    cron.executions.EXECUTIONS_FILE = home.resolve() / "cron" / "executions.db"
-    auxiliary_client._AUTH_JSON_PATH = home / "auth.json"
-    tools.skills_sync.HERMES_HOME = home
-    tools.skills_sync.SKILLS_DIR = home / "skills"
-    tools.skills_sync.MANIFEST_FILE = tools.skills_sync.SKILLS_DIR / ".bundled_manifest"
+    for old, new in ((_zygote_home, home), (_zygote_home.resolve(), home.resolve())):
+        for module_name, name in _home_globals:
+            module = sys.modules[module_name]
+            setattr(module, name, _moved(getattr(module, name), str(old), str(new)))
+    hermes_state.DEFAULT_DB_PATH = home / SESSION_DB  # renamed, not only moved
+    # the file tools' write deny-list, built at import from the zygote's HOME and home
+    file_operations.WRITE_DENIED_PATHS = file_safety.build_write_denied_paths(str(home))
+    file_operations.WRITE_DENIED_PREFIXES = file_safety.build_write_denied_prefixes(str(home))
     load_hermes_dotenv(hermes_home=home)
     load_permanent_allowlist()
+
+
+_zygote_home = Path("/nonexistent")
+_home_globals: list[tuple[str, str]] = []
+"""(module, global name) of every module global that held a path in the zygote's
+throwaway home when it was deleted: found by a scan rather than listed, since hermes-agent
+computes such paths at import in dozens of modules (skills, cron, checkpoints...), and one
+left behind points a worker's tool at a directory that no longer exists."""
+
+
+def _holds(value: object, prefix: str, depth: int = 4) -> bool:
+    """Whether `value` (a str, a path, or containers of them, keys included, down to
+    `depth` levels) names `prefix`."""
+    if isinstance(value, str | PurePath):
+        return prefix in str(value)
+    if depth == 0:
+        return False
+    if isinstance(value, dict):
+        return any(_holds(k, prefix, depth - 1) or _holds(v, prefix, depth - 1)
+                   for k, v in value.items())
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(_holds(item, prefix, depth - 1) for item in value)
+    return False
+
+
+def _moved(value: Any, old: str, new: str) -> Any:
+    """`value` with `old` replaced by `new` in every string and path it holds.  Caches and
+    markers are emptied instead: a dict keyed by such paths (a config cache would serve
+    the zygote's config.yaml under the worker's path) loses every entry, and a set (like
+    "homes whose .env was loaded") its entries naming `old`.  Lists and dicts are changed
+    in place, since others may hold the same object (a tool's schema is also in hermes'
+    tool registry)."""
+    if isinstance(value, str):
+        return value.replace(old, new)
+    if isinstance(value, PurePath):
+        return type(value)(str(value).replace(old, new))
+    if isinstance(value, tuple | frozenset):
+        return type(value)(_moved(item, old, new) for item in value)
+    if isinstance(value, list):
+        value[:] = [_moved(item, old, new) for item in value]
+    elif isinstance(value, set):
+        value.difference_update([item for item in value if _holds(item, old)])
+    elif isinstance(value, dict):
+        if any(_holds(key, old) for key in value):
+            value.clear()
+        else:
+            for key, item in value.items():
+                value[key] = _moved(item, old, new)
+    return value
+
+
+def _find_home_globals(home: Path) -> list[tuple[str, str]]:
+    prefixes = {str(home), str(home.resolve())}
+    found = []
+    for module_name, module in list(sys.modules.items()):
+        for name, value in list(getattr(module, "__dict__", {}).items()):
+            if not isinstance(value, ModuleType) and any(_holds(value, p) for p in prefixes):
+                found.append((module_name, name))
+    return found
 
 
 LOADED_BY_A_TURN = ("openai.types", "openai.resources", "httpcore", "hermes_logging")
@@ -143,6 +199,7 @@ def throwaway() -> Iterator[Path]:
     """A temporary hermes home for the zygote's import and warm-up turn (both write into
     their home: SOUL.md, skills/, a session database...), deleted afterwards, with the
     environment as it was."""
+    global _zygote_home, _home_globals
     saved = {name: os.environ.get(name) for name in ("HERMES_HOME", *ENVIRONMENT)}
     with tempfile.TemporaryDirectory(prefix="hermesd-hermes-") as home:
         os.environ["HERMES_HOME"] = home
@@ -150,7 +207,8 @@ def throwaway() -> Iterator[Path]:
         write_settings(Path(home) / "config.yaml")
         try:
             yield Path(home)
-        finally:
+        finally:  # even after a failed warm-up: what it imported is there to stay
+            _zygote_home, _home_globals = Path(home), _find_home_globals(Path(home))
             for name, value in saved.items():
                 if value is None:
                     os.environ.pop(name, None)

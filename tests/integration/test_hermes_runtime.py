@@ -3,6 +3,8 @@ OpenAI-compatible server on 127.0.0.1, driven through hermesctl."""
 
 from __future__ import annotations
 
+import json
+
 import psutil
 
 from tests.fakes.openai_server import FakeOpenAI
@@ -122,3 +124,24 @@ def test_hermes_agent_with_llm_profile_calls_its_own_config_yaml_model(
     assert request["headers"]["authorization"] == "Bearer sk-carols-own"
     assert chat_requests(llm, "model-a") == []
     assert "model: model-p" in daemon.send("local:c", "/status", "--agent", "carol")
+
+
+def tool_results(request: dict) -> str:
+    return "\n".join(str(m.get("content")) for m in request["body"]["messages"] if m["role"] == "tool")
+
+
+def test_hermes_tools_know_the_agents_own_home_not_the_zygotes(daemon: Daemon, llm: FakeOpenAI) -> None:
+    """hermes-agent computes paths from its home when imported, which is in the zygote (in a
+    temporary home, deleted before any fork): the worker's tools must read and write its own
+    workspace, and nothing the model is told (tool schemas, prompts) may name the other."""
+    start(daemon, llm)
+    skill = daemon.state_dir / "agents/alice/skills/brewing/SKILL.md"
+    skill.parent.mkdir(parents=True)
+    skill.write_text("---\nname: brewing\ndescription: How to brew tea\n---\nSteep 3 minutes.\n")
+    llm.script("model-a",
+               {"tool_calls": [{"name": "skill_view", "arguments": {"name": "brewing"}}]},
+               {"reply": "Done."})
+    assert daemon.send("local:a", "how do I brew?", "--agent", "alice") == "Done.\n"
+    requests = chat_requests(llm, "model-a")
+    assert "Steep 3 minutes." in tool_results(requests[-1])
+    assert [r for r in requests if "hermesd-hermes-" in json.dumps(r["body"])] == []
