@@ -1,4 +1,5 @@
-"""The hermes runtime's own chat commands (/model, /memory, /stop), in real workers
+"""The hermes runtime's own chat commands (/model, /memory, /stop, /undo, /retry, /title,
+skills' commands), in real workers
 against the fake OpenAI-compatible server, driven through hermesctl."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ def alice(daemon: Daemon, llm: FakeOpenAI) -> Daemon:
     daemon.write_config(config(llm, """
 [agents.alice]
 runtime = "hermes"
-tools = ["memory", "terminal"]
+tools = ["memory", "terminal", "skills"]
 """, timeout=30))
     daemon.start()
     return daemon
@@ -93,3 +94,47 @@ def test_stop_kills_the_turns_background_processes(alice: Daemon, llm: FakeOpenA
     assert ask(alice, "/stop") == "Stopping.\n"
     sender.communicate(timeout=15)
     wait_for(lambda: not sleeping(alice), what="the background process killed")
+
+
+def user_texts(request: dict) -> list[str]:
+    return [m["content"] for m in request["body"]["messages"] if m["role"] == "user"]
+
+
+def test_undo_takes_back_the_last_messages_and_their_answers(alice: Daemon, llm: FakeOpenAI) -> None:
+    for text in ("one", "two", "three"):
+        assert ask(alice, text) == f"fake: {text}\n"
+    assert ask(alice, "/undo 2") == "Took back 2 message(s), from: two\n"
+    assert ask(alice, "four") == "fake: four\n"
+    assert user_texts(chats(llm)[-1]) == ["one", "four"]
+
+
+def test_undo_refuses_what_is_not_a_count(alice: Daemon) -> None:
+    assert "takes a number of messages" in ask(alice, "/undo everything")
+
+
+def test_retry_asks_the_last_message_again_without_its_old_answer(
+    alice: Daemon, llm: FakeOpenAI
+) -> None:
+    assert ask(alice, "/retry") == "Nothing to retry in this conversation.\n"
+    llm.script("model-a", {"reply": "a bad answer"}, {"reply": "a better answer"})
+    assert ask(alice, "what is 6 x 7?") == "a bad answer\n"
+    assert ask(alice, "/retry") == "a better answer\n"
+    retried = chats(llm)[-1]["body"]["messages"]
+    assert user_texts(chats(llm)[-1]) == ["what is 6 x 7?"]
+    assert "a bad answer" not in str(retried)
+
+
+def test_title_names_the_conversation(alice: Daemon) -> None:
+    assert "not started yet" in ask(alice, "/title Boat repairs")
+    assert ask(alice, "hello") == "fake: hello\n"
+    assert ask(alice, "/title Boat repairs") == "title: Boat repairs\n"
+    assert ask(alice, "/title") == "title: Boat repairs\n"
+
+
+def test_a_skills_command_asks_with_that_skills_instructions(alice: Daemon, llm: FakeOpenAI) -> None:
+    skill = alice.state_dir / "agents/alice/skills/brew-tea/SKILL.md"
+    skill.parent.mkdir(parents=True)
+    skill.write_text("---\nname: brew-tea\ndescription: How to brew tea\n---\nSteep 3 minutes.\n")
+    assert ask(alice, "/brew_tea green please").startswith("fake: ")
+    (asked,) = user_texts(chats(llm)[-1])
+    assert "Steep 3 minutes." in asked and "green please" in asked

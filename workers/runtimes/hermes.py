@@ -67,7 +67,7 @@ class HermesRuntime:
             yield Say(f"⚠️ {llm.MISSING_KEY}")
             return
         try:
-            result = await anyio.to_thread.run_sync(self._run, message)
+            result = await anyio.to_thread.run_sync(self._run, message.session_key, self._prompt(message))
         except Exception as exc:
             result = {"failed": True, "error": f"{type(exc).__name__}: {exc}"}
         reply = result.get("final_response")
@@ -81,18 +81,18 @@ class HermesRuntime:
             return
         yield Say(reply)
 
-    def _run(self, message: Deliver) -> dict[str, Any]:
+    def _run(self, session_key: str, text: str) -> dict[str, Any]:
         """One hermes turn, in a worker thread."""
         db = self._session_db()
-        session_id = self._session_id(message.session_key)
+        session_id = self._session_id(session_key)
         history = db.get_messages_as_conversation(session_id, repair_alternation=True)
-        agent = _agent(self._provider(message.session_key), self._toolsets, db, session_id,
-                       message.session_key, self._home.spec.max_tool_steps)
-        self._running[message.session_key] = agent
+        agent = _agent(self._provider(session_key), self._toolsets, db, session_id, session_key,
+                       self._home.spec.max_tool_steps)
+        self._running[session_key] = agent
         try:
-            return _converse(agent, message.text, history)
+            return _converse(agent, text, history)
         finally:
-            del self._running[message.session_key]
+            del self._running[session_key]
 
     def _session_db(self) -> Any:
         if self._db is None:
@@ -171,7 +171,35 @@ class HermesRuntime:
             return self._stop(message.session_key)
         if word == "/help":
             return commands.HELP
+        if word in ("/undo", "/title"):
+            handler = commands.undo if word == "/undo" else commands.title
+            return handler(self._session_db(), self._session_id(message.session_key),
+                           commands.argument(message.text))
+        if word == "/retry" and not self._session_db().list_recent_user_messages(
+                self._session_id(message.session_key), limit=1):
+            return "Nothing to retry in this conversation."
         return None
+
+    def _prompt(self, message: Deliver) -> str:
+        """What the model is asked: the message, or what /retry or a skill's command stands
+        for (the skill's instructions, loaded by hermes-agent as its gateway does)."""
+        word = commands.command_word(message.text)
+        session_id = self._session_id(message.session_key)
+        if word == "/retry":
+            return commands.rewind_last(self._session_db(), session_id) or message.text
+        if word.startswith("/") and "skills" in self._toolsets:
+            from agent.skill_commands import (
+                build_skill_invocation_message,
+                resolve_skill_command_key,
+                scan_skill_commands,
+            )
+
+            scan_skill_commands()  # skills written since the last command count too
+            key = resolve_skill_command_key(word[1:])
+            if key is not None:
+                return build_skill_invocation_message(
+                    key, commands.argument(message.text), task_id=session_id) or message.text
+        return message.text
 
     def _switch_model(self, message: Deliver) -> str:
         """Per session key, so one user's switch changes no one else's conversation; in

@@ -1,10 +1,12 @@
-"""The texts of the hermes runtime's chat commands: what a command word is, and how /model
-and /memory answer.  Hermes' own slash commands live in its gateway, which hermesd does
-not run, so the runtime answers these itself (workers/runtimes/hermes.py)."""
+"""The hermes runtime's chat commands, apart from the runtime's state: what a command word
+is, how /model and /memory answer, and the commands that work on a conversation's hermes
+session (/undo, /retry, /title).  Hermes' own slash commands live in its gateway, which
+hermesd does not run, so the runtime answers these itself (workers/runtimes/hermes.py)."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 HELP = """\
 /new or /reset  start a fresh conversation (the old one stays searchable)
@@ -12,6 +14,10 @@ HELP = """\
 /model [NAME]   show this conversation's model, or switch it until the agent restarts
 /memory         what the agent remembers (memories/MEMORY.md and USER.md)
 /stop           interrupt the answer being written in this conversation
+/retry          ask your last message again (its old answer is dropped)
+/undo [N]       take back your last N messages and their answers (default 1)
+/title [TEXT]   show or set this conversation's title (session_search finds it)
+/SKILL [TEXT]   use the skill named SKILL (skills/SKILL/SKILL.md) for TEXT
 /help           this list"""
 
 MODEL_NAME = re.compile(r"[\w.:/@+-]{1,200}")
@@ -62,3 +68,38 @@ def memory_reply(memory: list[str], user: list[str]) -> str:
 def _cut(entry: str, limit: int) -> str:
     entry = " ".join(entry.split())
     return entry if len(entry) <= limit else entry[:limit - 1] + "…"
+
+
+def undo(db: Any, session_id: str, wanted: str) -> str:
+    """/undo [N]: N user messages and everything after them leave the conversation (kept
+    in the database, inactive, as hermes' own /undo does)."""
+    if wanted and not (wanted.isdigit() and int(wanted) > 0):
+        return f"⚠️ /undo takes a number of messages, not {wanted[:40]!r}."
+    count = int(wanted or 1)
+    recent = db.list_recent_user_messages(session_id, limit=count)
+    if not recent:
+        return "Nothing to undo in this conversation."
+    target = db.rewind_to_message(session_id, recent[-1]["id"])["target_message"]
+    return f"Took back {len(recent)} message(s), from: {_cut(str(target['content']), 200)}"
+
+
+def rewind_last(db: Any, session_id: str) -> str | None:
+    """/retry: the last user message, taken out of the conversation with what followed it
+    (to be asked again), or None when there is none."""
+    recent = db.list_recent_user_messages(session_id, limit=1)
+    if not recent:
+        return None
+    return str(db.rewind_to_message(session_id, recent[0]["id"])["target_message"]["content"])
+
+
+def title(db: Any, session_id: str, wanted: str) -> str:
+    if not wanted:
+        current = db.get_session_title(session_id)
+        return f"title: {current}" if current else "This conversation has no title; set one with /title TEXT."
+    try:
+        found = db.set_session_title(session_id, wanted)
+    except ValueError as exc:  # taken by another session, or not a valid title
+        return f"⚠️ {exc}"
+    if not found:
+        return "This conversation has not started yet: say something first."
+    return f"title: {db.get_session_title(session_id)}"
