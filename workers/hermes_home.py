@@ -92,8 +92,9 @@ def _section(config: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
 
 
 def rehome(home: Path) -> None:
-    """Re-point the paths hermes modules computed at import (with the zygote's home) and
-    load what they loaded from it then: the profile's .env and its command allowlist."""
+    """Re-point the paths hermes modules computed at import (with the zygote's home), load
+    what they loaded from it then (the profile's .env and its command allowlist) and forget
+    which tools the warm-up found available (a toolset's check reads the home's .env)."""
     import cron.executions
     import hermes_state
     import run_agent
@@ -113,8 +114,11 @@ def rehome(home: Path) -> None:
     tools.skills_sync.HERMES_HOME = home
     tools.skills_sync.SKILLS_DIR = home / "skills"
     tools.skills_sync.MANIFEST_FILE = tools.skills_sync.SKILLS_DIR / ".bundled_manifest"
+    from tools.registry import invalidate_check_fn_cache
+
     load_hermes_dotenv(hermes_home=home)
     load_permanent_allowlist()
+    invalidate_check_fn_cache()  # the warm-up's verdicts (is a web backend set?...) were the zygote's
 
 
 LOADED_BY_A_TURN = ("openai.types", "openai.resources", "httpcore", "hermes_logging")
