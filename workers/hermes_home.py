@@ -43,8 +43,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {"model": {"context_length": 65536}}
 """Written only where the profile says nothing: without a context length hermes-agent
 asks the provider for it with four requests every turn."""
 
-ENVIRONMENT = {"TIRITH_ENABLED": "0", "HERMES_DISABLE_LAZY_INSTALLS": "1"}
-"""The same switches as environment variables, read by code that never loads config.yaml."""
+ENVIRONMENT = {"TIRITH_ENABLED": "0", "HERMES_DISABLE_LAZY_INSTALLS": "1", "npm_config_yes": "false"}
+"""The same switches as environment variables, read by code that never loads config.yaml;
+and npx's: it runs only packages already installed (the browser tools fall back to
+`npx agent-browser`, which would otherwise fetch agent-browser from npm)."""
 
 PREIMPORTED = ("run_agent", "hermes_state", "hermes_cli.config", "hermes_cli.env_loader",
                "tools.approval", "tools.process_registry", "tools.checkpoint_manager",
@@ -61,6 +63,20 @@ def enter(workspace: Path) -> None:
     write_settings(workspace / "config.yaml")
     if "run_agent" in sys.modules:  # imported by the zygote, with its temporary home
         rehome(workspace)
+    _no_install_scripts()
+
+
+def _no_install_scripts() -> None:
+    """hermes' `ensure_dependency` runs its bundled install.sh (Node.js, agent-browser,
+    Chromium: downloads) when the browser tools find no agent-browser, whatever
+    `allow_lazy_installs` says: here it only answers whether the dependency is installed."""
+    from hermes_cli import dep_ensure
+
+    def installed(dep: str, interactive: bool = True) -> bool:
+        check = dep_ensure._DEP_CHECKS.get(dep)
+        return bool(check and check())
+
+    dep_ensure.ensure_dependency = installed
 
 
 def write_settings(path: Path) -> None:
