@@ -29,15 +29,15 @@ BUILTIN_RUNTIMES = ("echo", "openai", "hermes")
 PYTHON_RUNTIME = re.compile(r"python:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 """`python:<module>:<factory>`: an operator's runtime, imported by the worker only."""
 Tool = Literal["memory", "session_search", "skills", "cron", "send_to_agent", "send_file",
-               "files", "terminal"]
+               "files", "terminal", "web", "browser", "delegation", "code_execution"]
 AllowedUsers = list[int] | Literal["*"]  # user ids, or "*" for everyone (said explicitly)
 PROFILE_LLM = "profile"
 """`llm = "profile"`: a hermes agent calls the model its workspace's config.yaml names, with
 the keys of its .env, as hermes-agent itself would (workers/runtimes/hermes.py)."""
 
-HERMES_TOOLS = ("files", "terminal")
-"""hermes-agent's own file and terminal toolsets: only `runtime = "hermes"` has them, and
-only when listed (they run commands, confined by the worker's sandbox)."""
+HERMES_TOOLS = ("files", "terminal", "web", "browser", "delegation", "code_execution")
+"""hermes-agent's own toolsets: only `runtime = "hermes"` has them, and only when listed
+(they run commands or programs, confined by the worker's sandbox, or reach the network)."""
 ALL_TOOLS: tuple[str, ...] = tuple(t for t in get_args(Tool) if t not in HERMES_TOOLS)
 """The tools every runtime has, on unless `tools` says otherwise."""
 

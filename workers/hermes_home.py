@@ -44,8 +44,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {"model": {"context_length": 65536}}
 """Written only where the profile says nothing: without a context length hermes-agent
 asks the provider for it with four requests every turn."""
 
-ENVIRONMENT = {"TIRITH_ENABLED": "0", "HERMES_DISABLE_LAZY_INSTALLS": "1"}
-"""The same switches as environment variables, read by code that never loads config.yaml."""
+ENVIRONMENT = {"TIRITH_ENABLED": "0", "HERMES_DISABLE_LAZY_INSTALLS": "1", "npm_config_yes": "false"}
+"""The same switches as environment variables, read by code that never loads config.yaml;
+and npx's: it runs only packages already installed (the browser tools fall back to
+`npx agent-browser`, which would otherwise fetch agent-browser from npm)."""
 
 PREIMPORTED = ("run_agent", "hermes_state", "hermes_cli.config", "hermes_cli.env_loader",
                "tools.approval", "tools.process_registry", "tools.checkpoint_manager",
@@ -62,6 +64,20 @@ def enter(workspace: Path) -> None:
     write_settings(workspace / "config.yaml")
     if "run_agent" in sys.modules:  # imported by the zygote, with its temporary home
         rehome(workspace)
+    _no_install_scripts()
+
+
+def _no_install_scripts() -> None:
+    """hermes' `ensure_dependency` runs its bundled install.sh (Node.js, agent-browser,
+    Chromium: downloads) when the browser tools find no agent-browser, whatever
+    `allow_lazy_installs` says: here it only answers whether the dependency is installed."""
+    from hermes_cli import dep_ensure
+
+    def installed(dep: str, interactive: bool = True) -> bool:
+        check = dep_ensure._DEP_CHECKS.get(dep)
+        return bool(check and check())
+
+    dep_ensure.ensure_dependency = installed
 
 
 def write_settings(path: Path) -> None:
@@ -94,13 +110,15 @@ def _section(config: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
 
 def rehome(home: Path) -> None:
     """Re-point what hermes modules computed from the zygote's home (every global `throwaway`
-    found holding a path in it) at `home`, and load what they loaded from it then: the
-    profile's .env and its command allowlist."""
+    found holding a path in it) at `home`, load what they loaded from it then (the profile's
+    .env and its command allowlist) and forget which tools the warm-up found available (a
+    toolset's check reads the home's .env)."""
     import hermes_state
     from agent import file_safety
     from hermes_cli.env_loader import load_hermes_dotenv
     from tools import file_operations
     from tools.approval import load_permanent_allowlist
+    from tools.registry import invalidate_check_fn_cache
 
     for old, new in ((_zygote_home, home), (_zygote_home.resolve(), home.resolve())):
         for module_name, name in _home_globals:
@@ -112,6 +130,7 @@ def rehome(home: Path) -> None:
     file_operations.WRITE_DENIED_PREFIXES = file_safety.build_write_denied_prefixes(str(home))
     load_hermes_dotenv(hermes_home=home)
     load_permanent_allowlist()
+    invalidate_check_fn_cache()  # the warm-up's verdicts (is a web backend set?...) were the zygote's
 
 
 _zygote_home = Path("/nonexistent")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from hermesd.config import ConfigError, loads
+from hermesd.config import HERMES_TOOLS, ConfigError, loads
 
 AGENT = """\
 [llm.default]
@@ -14,22 +14,30 @@ model = "big"
 
 [agents.a]
 runtime = "{runtime}"
-tools = ["memory", "terminal"]
+tools = ["memory", {tools}]
 """
 
 
-def test_hermes_agent_may_list_terminal_and_files() -> None:
-    config = loads(AGENT.format(runtime="hermes").replace('"terminal"', '"terminal", "files"'))
-    assert config.worker_spec("a").tools == ("memory", "terminal", "files")
+def test_hermes_agent_may_list_every_hermes_tool() -> None:
+    listed = ", ".join(f'"{tool}"' for tool in HERMES_TOOLS)
+    config = loads(AGENT.format(runtime="hermes", tools=listed))
+    assert config.worker_spec("a").tools == ("memory", *HERMES_TOOLS)
 
 
-def test_terminal_for_another_runtime_names_the_entry() -> None:
+@pytest.mark.parametrize("tool", HERMES_TOOLS)
+def test_hermes_tool_for_another_runtime_names_the_entry(tool: str) -> None:
     with pytest.raises(ConfigError) as info:
-        loads(AGENT.format(runtime="openai"), "hermesd.toml")
+        loads(AGENT.format(runtime="openai", tools=f'"{tool}"'), "hermesd.toml")
     assert (info.value.line, info.value.key) == (7, "agents.a.tools[1]")
-    assert 'runtime = "hermes" only' in info.value.message
+    assert f'"{tool}" is a tool of runtime = "hermes" only' in info.value.message
 
 
-def test_default_tools_leave_out_terminal_and_files() -> None:
-    config = loads(AGENT.format(runtime="hermes").replace('tools = ["memory", "terminal"]\n', ""))
-    assert not {"terminal", "files"} & set(config.worker_spec("a").tools)
+def test_default_tools_leave_out_every_hermes_tool() -> None:
+    config = loads(AGENT.format(runtime="hermes", tools='"x"').replace('tools = ["memory", "x"]\n', ""))
+    assert not set(HERMES_TOOLS) & set(config.worker_spec("a").tools)
+
+
+def test_unknown_tool_lists_the_hermes_ones() -> None:
+    with pytest.raises(ConfigError) as info:
+        loads(AGENT.format(runtime="hermes", tools='"webb"'), "hermesd.toml")
+    assert all(f'"{tool}"' in info.value.message for tool in ("web", "delegation", "code_execution"))

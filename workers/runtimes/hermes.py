@@ -24,11 +24,15 @@ from workers.runtimes import hermes_commands as commands
 from workers.runtimes.home import AgentHome, Say
 
 TOOLSETS = {"memory": "memory", "session_search": "session_search", "skills": "skills",
-            "files": "file", "terminal": "terminal"}
+            "files": "file", "terminal": "terminal", "web": "web", "browser": "browser",
+            "delegation": "delegation", "code_execution": "code_execution"}
 """hermesd tool names (`tools` in hermesd.toml) and the hermes toolsets they enable; the
-others (cron, send_to_agent, send_file) are not yet wired to hermes-agent.  `files` and
-`terminal` run in the worker's process, so its sandbox (workers/landlock.py) is what
-confines them to the workspace and the shared paths."""
+others (cron, send_to_agent, send_file) are not yet wired to hermes-agent.  `files`,
+`terminal` and `code_execution` (a Python child of the worker) run in the worker's
+process tree, so its sandbox (workers/landlock.py) is what confines them to the workspace
+and the shared paths; `delegation`'s sub-agents run in the worker too, with the same
+provider.  `web` and `browser` need a backend the operator sets up in the workspace
+(hermesd.toml(5))."""
 
 ALWAYS = ("todo",)
 """Toolsets with no effect outside the conversation."""
@@ -241,6 +245,11 @@ def _agent(provider: dict[str, Any], toolsets: list[str], db: Any, session_id: s
 
 def _converse(agent: Any, text: str, history: list[dict[str, Any]]) -> dict[str, Any]:
     """One `run_conversation`, and the agent's clean-up whatever happens."""
+    from gateway.session_context import declare_stateless_channel
+
+    # nothing re-enters a conversation after its turn, so delegate_task runs its sub-agents
+    # within the turn instead of "in the background" (this thread's context only)
+    declare_stateless_channel()
     result: dict[str, Any] = {}
     try:
         # the task id is what the terminal tool files background processes under (as
