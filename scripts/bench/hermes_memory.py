@@ -78,7 +78,8 @@ class Row:
     d_pss: int = 0
     d_parent_pss: int = 0
     d_zygote_pss: int = 0
-    d_uss: list[int] = field(default_factory=list)  # per worker
+    d_uss: list[int] = field(default_factory=list)  # per worker, after its turn
+    d_idle_uss: list[int] = field(default_factory=list)  # per worker, before any message
     d_answered_s: float = 0.0
 
     @property
@@ -226,6 +227,10 @@ class HermesDaemon(h.Daemon):
         self.config.write_text("\n".join(lines) + "\n")
 
 
+def workers_of(mems: list[h.Mem]) -> list[h.Mem]:
+    return [m for m in mems if m.title.startswith("hermesd: agent")]
+
+
 def measure_hermesd(row: Row, fake: FakeTelegram, llm: FakeOpenAI, settle: float, smaps: bool) -> None:
     with HermesDaemon(row.n, fake, llm) as daemon:
         daemon.wait_running(120)
@@ -234,15 +239,17 @@ def measure_hermesd(row: Row, fake: FakeTelegram, llm: FakeOpenAI, settle: float
             if not daemon.alive() or time.monotonic() > deadline:
                 raise RuntimeError("hermesd not polling:\n" + daemon.log_tail())
             time.sleep(0.1)
+        time.sleep(settle)
+        row.d_idle_uss = [m.uss for m in workers_of(h.memory(daemon.tree()))]
         marks = {f"M{row.n}x{i}" for i in range(row.n)}
         for i in range(row.n):
             fake.topic_message(chat_id(i), 100, USER, f"M{row.n}x{i} hello", mention=True, token=DAEMON_TOKEN)
         wait_answered(fake, marks, 120, daemon.alive)
-        row.d_answered_s = time.perf_counter() - daemon.spawned_at
+        row.d_answered_s = time.perf_counter() - daemon.spawned_at - settle  # not the idle wait
         time.sleep(settle)
         mems = h.memory(daemon.tree())
-        workers = [m for m in mems if m.title.startswith("hermesd: agent")]
-        if len(workers) != row.n:
+        workers = workers_of(mems)
+        if len(workers) != row.n or len(row.d_idle_uss) != row.n:
             raise RuntimeError(f"expected {row.n} workers in the tree, found {len(workers)}")
         row.d_pss = sum(m.pss for m in mems)
         row.d_parent_pss = sum(m.pss for m in mems if m.pid == daemon.proc.pid)  # type: ignore[union-attr]
@@ -264,10 +271,10 @@ def mib(value: float) -> str:
 
 def report(rows: list[Row]) -> None:
     table = [["N", "gateways PSS MiB", "gateway USS mean MiB", "gw procs", "hermesd PSS MiB", "parent PSS",
-              "zygote PSS", "worker USS mean/max MiB", "hermesd/gateways PSS"]]
+              "zygote PSS", "worker USS idle", "worker USS mean/max MiB", "hermesd/gateways PSS"]]
     for r in rows:
         table.append([str(r.n), mib(r.gw_pss), mib(mean(r.gw_uss)), str(r.gw_procs), mib(r.d_pss),
-                      mib(r.d_parent_pss), mib(r.d_zygote_pss),
+                      mib(r.d_parent_pss), mib(r.d_zygote_pss), mib(mean(r.d_idle_uss)),
                       f"{mean(r.d_uss) / h.MiB:.1f} / {max(r.d_uss) / h.MiB:.1f}", f"{r.ratio:.3f}"])
     print()
     print(h.table(table))
