@@ -8,20 +8,21 @@ import json
 import psutil
 
 from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.telegram_server import FakeTelegram
 from tests.harness import Daemon, wait_for
 from tests.integration.hermes_setup import config, require_hermes
 
 require_hermes()
 
 
-def start(daemon: Daemon, llm: FakeOpenAI, env: dict[str, str] | None = None) -> None:
+def start(daemon: Daemon, llm: FakeOpenAI, env: dict[str, str] | None = None, telegram: str = "") -> None:
     daemon.write_config(config(llm, f"""
 [agents.alice]
 runtime = "hermes"
 [agents.bob]
 runtime = "hermes"
 llm = {{ base_url = "{llm.url}", model = "model-b", timeout = 5, max_retries = 0 }}
-"""))
+{telegram}"""))
     daemon.start(env=env)
 
 
@@ -37,12 +38,36 @@ def texts(request: dict) -> str:
     return "\n".join(str(m.get("content")) for m in request["body"]["messages"])
 
 
-def test_each_hermes_agent_answers_with_its_own_soul(daemon: Daemon, llm: FakeOpenAI) -> None:
-    start(daemon, llm)
-    (daemon.state_dir / "agents/alice/SOUL.md").write_text("You are Alice the pirate.")
-    (daemon.state_dir / "agents/bob/SOUL.md").write_text("You are Bob the gardener.")
-    assert daemon.send("local:a", "hello", "--agent", "alice") == "fake: hello\n"
-    assert daemon.send("local:b", "hi", "--agent", "bob") == "fake: hi\n"
+FORUM, USER = -1001, 42
+
+
+def test_each_hermes_agent_answers_in_its_own_topic_with_its_own_soul(
+    daemon: Daemon, llm: FakeOpenAI
+) -> None:
+    with FakeTelegram() as telegram:
+        token_file = daemon.root / "telegram.token"
+        token_file.write_text(telegram.token + "\n")
+        start(daemon, llm, telegram=f"""
+[platforms.telegram]
+token_file = "{token_file}"
+api_base = "{telegram.url}"
+allowed_users = [{USER}]
+[[routes]]
+match = "telegram:topic:{FORUM}:10"
+agent = "alice"
+[[routes]]
+match = "telegram:topic:{FORUM}:11"
+agent = "bob"
+""")
+        (daemon.state_dir / "agents/alice/SOUL.md").write_text("You are Alice the pirate.")
+        (daemon.state_dir / "agents/bob/SOUL.md").write_text("You are Bob the gardener.")
+        telegram.topic_message(FORUM, 10, USER, "hello alice", mention=True)
+        telegram.topic_message(FORUM, 11, USER, "hello bob", mention=True)
+        wait_for(lambda: len(telegram.sent("sendMessage")) == 2, timeout=30, what="two answers")
+        answers = {int(c["params"]["message_thread_id"]): c["params"]["text"]
+                   for c in telegram.sent("sendMessage")}
+    assert set(answers) == {10, 11}  # fake: <the message, with its mention of the bot>
+    assert answers[10].endswith("hello alice") and answers[11].endswith("hello bob")
     alice, bob = chat_requests(llm, "model-a")[-1], chat_requests(llm, "model-b")[-1]
     assert "Alice the pirate" in system_of(alice) and "Bob the gardener" not in system_of(alice)
     assert "Bob the gardener" in system_of(bob) and "Alice the pirate" not in system_of(bob)
