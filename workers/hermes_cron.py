@@ -13,9 +13,9 @@ ordinary hermes turn with the agent's model and tools; its answer arrives in tha
 Which conversation: the one the job's origin names when this agent has had it (a Telegram
 private chat `telegram:dm:<chat_id>`, or an origin chat id that is a hermesd session key:
 a job the agent makes with hermes' cronjob tool records its conversation's key, see
-workers.runtimes.hermes_tools), else the agent's most recently active conversation.  The parent accepts an Inject only for
-a conversation routed to this agent before, so an agent that has had none yet keeps its
-due jobs waiting (unmarked) until the next check.
+workers.runtimes.hermes_tools), else the agent's most recently active conversation.  The
+parent accepts an Inject only for a conversation routed to this agent before, so an agent
+that has had none yet keeps its due jobs waiting (unmarked) until its first turn ends.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ job through hermes' cronjob tool, or been the first conversation a job waited fo
 
 
 class HermesCron(Scheduler):
-    """The worker's scheduler for a hermes agent: hermesd's own cron table (which the
-    hermes runtime does not fill yet) and, beside it, hermes' jobs.json."""
+    """The worker's scheduler for a hermes agent: hermesd's own cron table (which hermes
+    agents do not fill: their `cron` tool is hermes' own) and, beside it, jobs.json."""
 
     def __init__(self, home: AgentHome) -> None:
         super().__init__(home.state, home.parent)
@@ -50,6 +50,7 @@ class HermesCron(Scheduler):
         self._jobs_changed = anyio.Event()
 
     def changed(self) -> None:
+        """A job changed or a turn ended (see CHECK_INTERVAL): look at jobs.json again too."""
         super().changed()
         self._jobs_changed.set()
 

@@ -38,8 +38,10 @@ TOOLSETS = {"send_to_agent": "hermesd_send_to_agent", "send_file": "hermesd_send
 """hermesd's tools registered in hermes' tool registry, each in a toolset of its own so
 that hermesd.toml's `tools` enables them one by one."""
 
-MEDIA = re.compile(r"""\s*[`"']?MEDIA:\s*[`"']?(?P<path>[^`"']+?)[`"']?\s*""")
-"""A line that is a file to send, as hermes agents write it (quoted or not)."""
+MEDIA = re.compile(r"""\s*(?P<outer>[`"']?)MEDIA:\s*"""
+                   r"""(?:(?P<q>[`"'])(?P<quoted>[^`"']+)(?P=q)|(?P<bare>[^\s`"']+))(?P=outer)\s*""")
+"""A line that is a file to send, as hermes agents write it: the tag in backticks or
+quotes or not, its path in quotes when it has spaces."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,7 @@ async def attach_media(text: str, context: ToolContext) -> str:
         if match is None:
             kept.append(line)
             continue
-        path = os.path.expanduser(match["path"])  # HOME is the workspace
+        path = os.path.expanduser(match["quoted"] or match["bare"])  # HOME is the workspace
         try:
             outcome = await send_file.run({"path": path}, context)
         except PathDenied as exc:
