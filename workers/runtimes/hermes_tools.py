@@ -61,16 +61,22 @@ _current: ContextVar[Turn | None] = ContextVar("hermesd_turn", default=None)
 
 
 def register() -> None:
-    """Put hermesd's tools into hermes' registry (again: the zygote's registration is
-    inherited, and registering a tool under its own toolset replaces it).  Safe without
-    a turn: a handler called outside one answers with an error."""
+    """Put hermesd's tools into hermes' registry, unless the zygote did (a worker inherits
+    its registry; registering again would only drop the tool schemas it cached).  Safe
+    without a turn: a handler called outside one answers with an error."""
     import model_tools  # noqa: F401  imports hermes' own tools first, cronjob's among them
     from tools.registry import registry
 
     for name, toolset in TOOLSETS.items():
-        registry.register(name=name, toolset=toolset, schema=tools.TOOLS[name].SCHEMA,
-                          handler=partial(_handle, name))
+        if not _ours(registry.get_entry(name), _handle):
+            registry.register(name=name, toolset=toolset, schema=tools.TOOLS[name].SCHEMA,
+                              handler=partial(_handle, name))
     _adapt_cronjob()
+
+
+def _ours(entry: Any, handler: Any) -> bool:
+    """Whether a registry entry is one this module registered with `handler`."""
+    return entry is not None and getattr(entry.handler, "func", None) is handler
 
 
 def _adapt_cronjob() -> None:
@@ -81,8 +87,8 @@ def _adapt_cronjob() -> None:
     from tools.registry import registry
 
     entry = registry.get_entry("cronjob")
-    if entry is None or getattr(entry.handler, "func", None) is _with_origin:
-        return  # done already (by the zygote), or no such tool in this hermes-agent
+    if entry is None or _ours(entry, _with_origin):
+        return  # no such tool in this hermes-agent, or done already (by the zygote)
     fields = {slot: getattr(entry, slot) for slot in entry.__slots__ if slot != "check_fn"}
     registry.register(**{**fields, "handler": partial(_with_origin, entry.handler)})
 
