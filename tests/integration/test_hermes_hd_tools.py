@@ -70,20 +70,21 @@ def test_hermesd_tools_are_offered_only_to_agents_that_list_them(agents: Daemon,
     assert not {"send_to_agent", "send_file", "cronjob"} & offered(without)
 
 
-def test_hermes_agent_asks_another_agent(agents: Daemon, llm: FakeOpenAI) -> None:
+def ask(agents: Daemon, llm: FakeOpenAI, other: str) -> list[str]:
+    """Have agent a's model ask `other` "status?"; return what the tool answered it."""
     llm.script("model-a", {"tool_calls": [{"name": "send_to_agent",
-                                           "arguments": {"agent": "b", "message": "status?"}}]},
-               {"reply": "b says all green"})
-    assert agents.send("local:q", "ask b", "--agent", "a") == "b says all green\n"
-    assert tool_results(chats(llm)[-1]) == ["b: status?"]
+                                           "arguments": {"agent": other, "message": "status?"}}]},
+               {"reply": "asked"})
+    assert agents.send("local:q", f"ask {other}", "--agent", "a") == "asked\n"
+    return tool_results(chats(llm)[-1])
+
+
+def test_hermes_agent_asks_another_agent(agents: Daemon, llm: FakeOpenAI) -> None:
+    assert ask(agents, llm, "b") == ["b: status?"]
 
 
 def test_hermes_agent_may_not_message_an_agent_outside_can_message(agents: Daemon, llm: FakeOpenAI) -> None:
-    llm.script("model-a", {"tool_calls": [{"name": "send_to_agent",
-                                           "arguments": {"agent": "c", "message": "hey"}}]},
-               {"reply": "could not"})
-    assert agents.send("local:q", "ask c", "--agent", "a") == "could not\n"
-    assert tool_results(chats(llm)[-1]) == ["error: a may not message c (not in can_message)"]
+    assert ask(agents, llm, "c") == ["error: a may not message c (not in can_message)"]
 
 
 def test_hermes_send_file_attaches_a_workspace_file(agents: Daemon, llm: FakeOpenAI) -> None:
