@@ -11,16 +11,19 @@ the parent as a message in one of the agent's conversations (`Inject`), where it
 ordinary hermes turn with the agent's model and tools; its answer arrives in that chat.
 
 Which conversation: the one the job's origin names when this agent has had it (a Telegram
-private chat `telegram:dm:<chat_id>`, or an origin chat id that is a hermesd session key),
-else the agent's most recently active conversation.  The parent accepts an Inject only for
-a conversation routed to this agent before, so an agent that has had none yet keeps its
-due jobs waiting (unmarked) until the next check.
+private chat `telegram:dm:<chat_id>`, or an origin chat id that is a hermesd session key:
+a job the agent makes with hermes' cronjob tool records its conversation's key, see
+workers.runtimes.hermes_tools), else the agent's most recently active conversation.  The
+parent accepts an Inject only for a conversation routed to this agent before, so an agent
+that has had none yet keeps its due jobs waiting (unmarked) until its first turn ends.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from contextlib import closing
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,24 +34,35 @@ from workers.cron import Scheduler
 from workers.runtimes.home import AgentHome
 
 CHECK_INTERVAL = 60.0
-"""Seconds between looks at jobs.json; a worker also looks once when it starts."""
+"""The longest wait between looks at jobs.json.  A worker also looks when it starts, when
+the next job is due, and after each turn (`changed`: the turn may have made or changed a
+job through hermes' cronjob tool, or been the first conversation a job waited for)."""
 
 
 class HermesCron(Scheduler):
-    """The worker's scheduler for a hermes agent: hermesd's own cron table (which the
-    hermes runtime does not fill yet) and, beside it, hermes' jobs.json."""
+    """The worker's scheduler for a hermes agent: hermesd's own cron table (which hermes
+    agents do not fill: their `cron` tool is hermes' own) and, beside it, jobs.json."""
 
     def __init__(self, home: AgentHome) -> None:
         super().__init__(home.state, home.parent)
         self._home = home
         self._waiting: set[str] = set()  # jobs already logged as waiting for a conversation
+        self._jobs_changed = anyio.Event()
+
+    def changed(self) -> None:
+        """A job changed or a turn ended (see CHECK_INTERVAL): look at jobs.json again too."""
+        super().changed()
+        self._jobs_changed.set()
 
     async def run(self) -> None:
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(super().run)
             while True:
+                self._jobs_changed = anyio.Event()
                 await self.fire_hermes_due()
-                await anyio.sleep(CHECK_INTERVAL)
+                wake = await anyio.to_thread.run_sync(next_due, time.time() + CHECK_INTERVAL)
+                with anyio.move_on_after(max(0.0, wake - time.time())):
+                    await self._jobs_changed.wait()
 
     async def fire_hermes_due(self) -> None:
         """Inject every due hermes job into its conversation and mark it run."""
@@ -106,3 +120,24 @@ class HermesCron(Scheduler):
             rows = db.execute("SELECT session_id, max(timestamp) FROM messages "
                               "GROUP BY session_id ORDER BY 2 DESC").fetchall()
         return [keys[session_id] for session_id, _ in rows if session_id in keys]
+
+
+def next_due(latest: float) -> float:
+    """When the next enabled job in jobs.json is due, or `latest` if none is before it.
+    Jobs already due are left out: they wait for a conversation (or are broken), and
+    checking them again right away would change nothing."""
+    from cron import jobs
+
+    now, soonest = time.time(), latest
+    try:
+        stored = jobs.load_jobs()
+    except Exception:  # reported by fire_hermes_due, which reads the same file
+        return latest
+    for job in stored:
+        try:
+            when = datetime.fromisoformat(job["next_run_at"]).timestamp()
+        except (KeyError, TypeError, ValueError):
+            continue
+        if job.get("enabled", True) and now < when < soonest:
+            soonest = when
+    return soonest

@@ -21,18 +21,21 @@ import anyio
 from hermesd.protocol import Deliver, LLMSpec
 from workers import hermes_cron, hermes_home, llm, loopback
 from workers.runtimes import hermes_commands as commands
+from workers.runtimes import hermes_tools
 from workers.runtimes.home import AgentHome, Say
 
 TOOLSETS = {"memory": "memory", "session_search": "session_search", "skills": "skills",
             "files": "file", "terminal": "terminal", "web": "web", "browser": "browser",
-            "delegation": "delegation", "code_execution": "code_execution"}
-"""hermesd tool names (`tools` in hermesd.toml) and the hermes toolsets they enable; the
-others (cron, send_to_agent, send_file) are not yet wired to hermes-agent.  `files`,
-`terminal` and `code_execution` (a Python child of the worker) run in the worker's
-process tree, so its sandbox (workers/landlock.py) is what confines them to the workspace
-and the shared paths; `delegation`'s sub-agents run in the worker too, with the same
-provider.  `web` and `browser` need a backend the operator sets up in the workspace
-(hermesd.toml(5))."""
+            "delegation": "delegation", "code_execution": "code_execution",
+            "cron": "cronjob", **hermes_tools.TOOLSETS}
+"""hermesd tool names (`tools` in hermesd.toml) and the hermes toolsets they enable.
+`files`, `terminal` and `code_execution` (a Python child of the worker) run in the
+worker's process tree, so its sandbox (workers/landlock.py) is what confines them to the
+workspace and the shared paths; `delegation`'s sub-agents run in the worker too, with the
+same provider.  `web` and `browser` need a backend the operator sets up in the workspace
+(hermesd.toml(5)).  `cron` is hermes' cronjob tool (jobs in the workspace's
+cron/jobs.json, run by workers.hermes_cron); `send_to_agent` and `send_file` are hermesd's
+own (workers.runtimes.hermes_tools)."""
 
 ALWAYS = ("todo",)
 """Toolsets with no effect outside the conversation."""
@@ -55,6 +58,7 @@ class HermesRuntime:
         self._db: Any = None  # hermes_state.SessionDB, opened at the first turn
         home.state.db.executescript(SCHEMA)
         home.scheduler = hermes_cron.HermesCron(home)  # also runs the profile's cron/jobs.json
+        hermes_tools.register()
         self._toolsets = [TOOLSETS[name] for name in home.spec.tools if name in TOOLSETS]
         self._toolsets += ALWAYS
         self._models: dict[str, str] = {}  # per session key, set by /model
@@ -70,10 +74,14 @@ class HermesRuntime:
             self._home.log("error", "llm_failed", message.session_key, error=problem)
             yield Say(f"⚠️ {llm.MISSING_KEY}")
             return
+        context = self._home.tool_context(message, 0)  # 0: hermes keeps its own sessions
         try:
-            result = await anyio.to_thread.run_sync(self._run, message.session_key, self._prompt(message))
+            result = await anyio.to_thread.run_sync(
+                self._run, message.session_key, self._prompt(message), hermes_tools.Turn.here(context))
         except Exception as exc:
             result = {"failed": True, "error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            self._home.scheduler.changed()  # the turn may have made a cron job
         reply = result.get("final_response")
         if result.get("interrupted"):
             yield Say("Stopped.")
@@ -83,12 +91,13 @@ class HermesRuntime:
             self._home.log("error", "llm_failed", message.session_key, error=error[:500])
             yield Say("⚠️ The agent could not answer; the operator's log has the details.")
             return
-        yield Say(reply)
+        yield Say(await hermes_tools.attach_media(reply, context), tuple(context.files))
 
-    def _run(self, session_key: str, text: str) -> dict[str, Any]:
+    def _run(self, session_key: str, text: str, turn: hermes_tools.Turn) -> dict[str, Any]:
         """One hermes turn, in a worker thread."""
         db = self._session_db()
         session_id = self._session_id(session_key)
+        hermes_tools.bind(turn)
         history = db.get_messages_as_conversation(session_id, repair_alternation=True)
         agent = _agent(self._provider(session_key), self._toolsets, db, session_id, session_key,
                        self._home.spec.max_tool_steps)
@@ -271,6 +280,7 @@ def preload() -> None:
 
     with hermes_home.throwaway() as home:
         hermes_home.preimport()
+        hermes_tools.register()
         db = SessionDB(db_path=home / hermes_home.SESSION_DB)
         try:
             with loopback.answering() as base_url:
