@@ -102,6 +102,8 @@ def test_media_line_in_a_hermes_answer_sends_the_file(agents: Daemon, llm: FakeO
     chart.write_bytes(b"\x89PNG")
     llm.script("model-a", {"reply": f"Here is the chart.\nMEDIA:{chart}"})
     assert agents.send("local:m", "draw it", "--agent", "d") == f"Here is the chart.\n[file: {chart}]\n"
+    system = llm.requests("model-a")[-1]["body"]["messages"][0]
+    assert system["role"] == "system" and "MEDIA:/absolute/path/to/file" in system["content"]
 
 
 def test_media_line_outside_the_workspace_becomes_a_note(agents: Daemon, llm: FakeOpenAI) -> None:

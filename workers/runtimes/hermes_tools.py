@@ -38,6 +38,13 @@ TOOLSETS = {"send_to_agent": "hermesd_send_to_agent", "send_file": "hermesd_send
 """hermesd's tools registered in hermes' tool registry, each in a toolset of its own so
 that hermesd.toml's `tools` enables them one by one."""
 
+HINT = ("You are answering in a chat (Telegram, Discord or a local terminal) through hermesd. "
+        "To send a file with your answer, put MEDIA:/absolute/path/to/file on a line of its "
+        "own; only files in your workspace or its shared paths can be sent.")
+"""hermes' prompt line for the platform "hermesd" (its own platforms each have one, which
+is where the model learns about MEDIA lines); config.yaml's `platform_hints.hermesd` can
+still replace or extend it, as for any hermes platform."""
+
 MEDIA = re.compile(r"""\s*(?P<outer>[`"']?)MEDIA:\s*"""
                    r"""(?:(?P<q>[`"'])(?P<quoted>[^`"']+)(?P=q)|(?P<bare>[^\s`"']+))(?P=outer)\s*""")
 """A line that is a file to send, as hermes agents write it: the tag in backticks or
@@ -61,11 +68,15 @@ _current: ContextVar[Turn | None] = ContextVar("hermesd_turn", default=None)
 
 
 def register() -> None:
-    """Put hermesd's tools into hermes' registry, unless the zygote did (a worker inherits
+    """Put hermesd's tools into hermes' registry, and its platform hint into hermes' list
+    of them, unless the zygote did (a worker inherits
     its registry; registering again would only drop the tool schemas it cached).  Safe
     without a turn: a handler called outside one answers with an error."""
     import model_tools  # noqa: F401  imports hermes' own tools first, cronjob's among them
+    from agent.prompt_builder import PLATFORM_HINTS
     from tools.registry import registry
+
+    PLATFORM_HINTS.setdefault("hermesd", HINT)
 
     for name, toolset in TOOLSETS.items():
         if not _ours(registry.get_entry(name), _handle):
