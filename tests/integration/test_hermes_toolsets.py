@@ -14,7 +14,7 @@ import pytest
 
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.searxng_server import FakeSearXNG
-from tests.harness import Daemon
+from tests.harness import Daemon, wait_for
 from tests.integration.hermes_setup import config, require_hermes
 from workers import landlock
 
@@ -144,3 +144,5 @@ def test_browser_tools_are_not_offered_without_a_browser(agents: Daemon, llm: Fa
     answer = tool_result(agents, llm, "browser_navigate", {"url": "https://example.org"})
     assert not {name for name in offered(llm) if name.startswith("browser_")}
     assert "'browser_navigate' does not exist" in answer
+    wait_for(lambda: "event=hermes_tool_unavailable" in agents.log() and "tool=browser" in agents.log(),
+             what="the operator told why")

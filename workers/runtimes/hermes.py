@@ -61,6 +61,8 @@ class HermesRuntime:
         hermes_tools.register()
         self._toolsets = [TOOLSETS[name] for name in home.spec.tools if name in TOOLSETS]
         self._toolsets += ALWAYS
+        self._offered: set[str] = set()  # the tool names hermes-agent offered at the last turn
+        self._reported: set[str] = set()  # hermesd tools logged as unavailable
         self._models: dict[str, str] = {}  # per session key, set by /model
         self._running: dict[str, Any] = {}  # session key -> its turn's AIAgent, for /stop
 
@@ -82,6 +84,7 @@ class HermesRuntime:
             result = {"failed": True, "error": f"{type(exc).__name__}: {exc}"}
         finally:
             self._home.scheduler.changed()  # the turn may have made a cron job
+        self._report_unavailable(message.session_key)
         reply = result.get("final_response")
         if result.get("interrupted"):
             yield Say("Stopped.")
@@ -102,10 +105,27 @@ class HermesRuntime:
         agent = _agent(self._provider(session_key), self._toolsets, db, session_id, session_key,
                        self._home.spec.max_tool_steps)
         self._running[session_key] = agent
+        self._offered = agent.valid_tool_names
         try:
             return _converse(agent, text, history)
         finally:
             del self._running[session_key]
+
+    def _report_unavailable(self, session_key: str) -> None:
+        """Log, once per worker, each listed tool hermes-agent offers nothing of: it leaves
+        out a toolset whose backend or program is missing (a web search key, agent-browser),
+        and the model is told nothing."""
+        from toolsets import resolve_toolset
+
+        for name in self._home.spec.tools:
+            toolset = TOOLSETS.get(name)
+            if toolset is None or name in self._reported:
+                continue
+            if not set(resolve_toolset(toolset)) & self._offered:
+                self._reported.add(name)
+                self._home.log("warning", "hermes_tool_unavailable", session_key, tool=name,
+                               reason="hermes-agent offers none of its tools: a backend or "
+                                      "program it needs is missing (hermesd.toml(5))")
 
     def _session_db(self) -> Any:
         if self._db is None:
