@@ -9,6 +9,8 @@ Life of a message:
 At start the daemon redelivers every PENDING message (workers drop the ones they already
 ran) and every undelivered reply.  ACKED rows are kept a while so that a platform
 re-sending an update it already gave us (same `external_id`) is recognised, then pruned.
+Beside the messages, `read_position` keeps per place (a Discord channel) the newest
+platform id read there: where to read back from what was said while disconnected.
 
 SQLite in WAL mode with synchronous=NORMAL: a commit survives a crash of the process,
 which is the failure this guards against; calls are short and made from the event loop
