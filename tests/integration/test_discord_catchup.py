@@ -14,6 +14,7 @@ from tests.integration.test_discord import (
     GENERAL,
     GUILD,
     HELP,
+    STRANGER,
     fake,
     replies,
     start,
@@ -60,6 +61,7 @@ def test_messages_sent_while_stopped_are_answered_in_order_after_start(daemon: D
     daemon.stop()
     for i in range(3):
         fake.channel_message(GUILD, GENERAL, ALICE, f"while down {i}", mention_bot=True, live=False)
+        fake.channel_message(GUILD, GENERAL, STRANGER, "let me in", mention_bot=True, live=False)  # filtered
     dm_channel = fake.dm(BOB, "are you there?", live=False)["channel_id"]
     restart(daemon, fake)
     wait_for(lambda: len(replies(fake, GENERAL)) == 4 and len(replies(fake, int(dm_channel))) == 2,
