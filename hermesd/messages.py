@@ -205,6 +205,12 @@ class Messages:
     def open_messages(self, platform: str, session_key: str) -> list[int]:
         return self.spool.open_messages(platform, session_key)
 
+    def read_positions(self, platform: str) -> dict[str, int]:
+        return self.spool.read_positions(platform)
+
+    def advance(self, platform: str, place: str, position: int) -> None:
+        self.spool.advance(platform, place, position)
+
     def retry(self, platform: str, session_key: str) -> None:
         self._deliveries.retry(platform, session_key)
 

@@ -9,6 +9,8 @@ Life of a message:
 At start the daemon redelivers every PENDING message (workers drop the ones they already
 ran) and every undelivered reply.  ACKED rows are kept a while so that a platform
 re-sending an update it already gave us (same `external_id`) is recognised, then pruned.
+Beside the messages, `read_position` keeps per place (a Discord channel) the newest
+platform id read there: where to read back from what was said while disconnected.
 
 SQLite in WAL mode with synchronous=NORMAL: a commit survives a crash of the process,
 which is the failure this guards against; calls are short and made from the event loop
@@ -100,6 +102,12 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_open ON outbox (reply_id) WHERE delivered_at IS NULL;
 CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS read_position (
+    platform TEXT NOT NULL,
+    place    TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (platform, place)
+);
 """
 
 _INBOUND_COLUMNS = "msg_id, platform, external_id, session_key, text, sender, agent, depth"
@@ -263,6 +271,24 @@ class Spool:
                 (error, msg_id, msg_id),
             ).fetchone()
         return row is not None and row[0] == State.ACKED
+
+    def read_positions(self, platform: str) -> dict[str, int]:
+        """Per place (a Discord channel), the newest platform id read there: where to fetch
+        what was said while the daemon was not connected from."""
+        rows = self._db.execute(
+            "SELECT place, position FROM read_position WHERE platform = ?", (platform,)
+        )
+        return dict(rows.fetchall())
+
+    def advance(self, platform: str, place: str, position: int) -> None:
+        """Record that `place` was read up to `position`; a lower one than stored changes nothing."""
+        with self._writing():
+            self._db.execute(
+                "INSERT INTO read_position (platform, place, position) VALUES (?, ?, ?)"
+                " ON CONFLICT (platform, place) DO UPDATE SET position = excluded.position"
+                " WHERE excluded.position > position",
+                (platform, place, position),
+            )
 
     # ---------------------------------------------------------------- outbox
 

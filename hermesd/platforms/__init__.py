@@ -29,6 +29,16 @@ class Inbox(Protocol):
         """Ids of this conversation's messages not yet fully answered."""
         ...
 
+    def read_positions(self, platform: str) -> dict[str, int]:
+        """Where this platform was read up to, per place (channel): for a platform that
+        fetches what was said while it was disconnected."""
+        ...
+
+    def advance(self, platform: str, place: str, position: int) -> None:
+        """Record that `place` was read up to `position` (never moves back).  Raises
+        SpoolUnavailable when it could not be stored."""
+        ...
+
     def retry(self, platform: str, session_key: str) -> None:
         """Queue this conversation's undelivered replies for `deliver` again (a client
         came back to it)."""

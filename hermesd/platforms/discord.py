@@ -2,7 +2,8 @@
 
 discord.py's `Client` owns the connection (identify, heartbeats, resume and reconnect);
 this adapter turns its messages into spooled ones and sends replies back in the same
-channel, thread or DM.  Message ids make a message replayed after a resume harmless.
+channel, thread or DM.  Message ids make a message replayed after a resume harmless; what
+was said while no session was up is read back from history (`discord_catchup`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from hermesd import attachments, log
 from hermesd.config import ConfigError, DiscordConfig
 from hermesd.platforms import Directory, Inbox, Skip, permitted
+from hermesd.platforms.discord_catchup import CatchUp
 from hermesd.platforms.formatting import split, utf16_len
 from hermesd.platforms.typing_indicator import TypingIndicator
 from hermesd.spool import Incoming, Outgoing, SpoolUnavailable
@@ -111,6 +113,7 @@ class DiscordPlatform:
         self._dm_channels: dict[int, int] = {}  # user id -> DM channel id
         self._typing = TypingIndicator(self._send_typing, every=8.0)  # Discord's lasts 10 s
         self._tasks: TaskGroup | None = None
+        self._catch_up = CatchUp(inbox, NAME)
 
     def _new_client(self) -> discord.Client:
         """A fresh client per connection attempt: discord.py cannot log in again with a
@@ -119,7 +122,7 @@ class DiscordPlatform:
         intents.guilds = intents.guild_messages = intents.dm_messages = intents.message_content = True
         intents.members = bool(self._settings.allowed_roles)  # roles of message authors
         client = discord.Client(intents=intents)
-        for handler in (self.on_message, self.on_ready, self.on_resumed, self.on_disconnect):
+        for handler in (self.on_message, self.on_connect, self.on_ready, self.on_resumed, self.on_disconnect):
             client.event(handler)
         return client
 
@@ -178,54 +181,75 @@ class DiscordPlatform:
             delay = min(delay * 2, 300.0)
             self._client = self._new_client()
 
+    async def on_connect(self) -> None:
+        """A new session (READY): its messages may come before `on_ready`, which discord.py
+        holds back until the guilds have arrived."""
+        self._catch_up.interrupted()
+
     async def on_ready(self) -> None:
         self._state, self._error = "ready", ""
         self._connected.set()
         log.info("discord_ready", user=str(self._client.user), guilds=len(self._client.guilds))
+        await self._catch_up.run(self._client, self._take)
 
     async def on_resumed(self) -> None:
         self._state, self._error = "ready", ""
+        await self._catch_up.run(self._client, self._take)
 
     async def on_disconnect(self) -> None:
         self._state = "reconnecting"
+        self._catch_up.interrupted()
 
     # ---------------------------------------------------------------- messages in
 
     async def on_message(self, message: discord.Message) -> None:
+        await self._catch_up.wait(message.channel.id)
+        await self._take(message)
+
+    async def _take(self, message: discord.Message) -> bool:
+        """A live message or one read back from history; True if it was spooled as new."""
         me = self._client.user
         if me is None or not self._intake_open:
-            return
-        parsed = parse_message(message, self._settings, me.id)
+            return False
+        incoming = await self._incoming(message, me.id)
+        if incoming is None:
+            self._catch_up.read(message.channel.id, message.id, taken=False)
+            return False
+        try:
+            _entry, _route, new = self._inbox.receive(incoming)
+        except SpoolUnavailable as exc:  # the gateway will not replay it: tell the sender
+            log.error("discord_message_refused", session=incoming.session_key, error=str(exc))
+            try:
+                await message.channel.send(UNAVAILABLE)
+            except (discord.DiscordException, OSError) as send_exc:
+                log.warning("discord_send_failed", session=incoming.session_key, error=str(send_exc))
+            return False
+        self._catch_up.read(message.channel.id, message.id, taken=True)
+        return new
+
+    async def _incoming(self, message: discord.Message, bot_id: int) -> Incoming | None:
+        """The message to spool, or None where the filters (who, where, mentions) drop it."""
+        parsed = parse_message(message, self._settings, bot_id)
         if isinstance(parsed, Skip):
             if parsed.malformed:
                 log.warning("discord_message_skipped", reason=parsed.reason)
-            return
+            return None
         route = self._router.route(parsed.session_key)
         settings = self._settings
         mention_needed = settings.require_mention if route.require_mention is None else route.require_mention
         if parsed.in_guild and mention_needed and not parsed.addressed:
-            return
+            return None
         allowed = route.allowed_users if route.allowed_users is not None else settings.allowed_users
         if not (permitted(parsed.sender, allowed) or self._has_role(message)):
             log.info("discord_user_refused", user=parsed.sender, session=parsed.session_key)
-            return
+            return None
         text = parsed.text
         for path in await self._download(message, route.agent):
             text += f"\n[attached file: {path}]"
         if not text.strip():
-            return
-        key = parsed.session_key
-        try:
-            self._inbox.receive(Incoming(
-                platform=NAME, external_id=str(message.id), session_key=key, text=text,
-                sender=str(parsed.sender),
-            ))  # fmt: skip
-        except SpoolUnavailable as exc:  # the gateway will not replay it: tell the sender
-            log.error("discord_message_refused", session=key, error=str(exc))
-            try:
-                await message.channel.send(UNAVAILABLE)
-            except (discord.DiscordException, OSError) as send_exc:
-                log.warning("discord_send_failed", session=key, error=str(send_exc))
+            return None
+        return Incoming(platform=NAME, external_id=str(message.id), session_key=parsed.session_key,
+                        text=text, sender=str(parsed.sender))
 
     def _has_role(self, message: discord.Message) -> bool:
         roles = getattr(message.author, "roles", ())

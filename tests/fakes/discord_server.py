@@ -2,7 +2,9 @@
 
 aiohttp on 127.0.0.1 in a background thread with its own loop, so discord.py runs its true client path:
 login (``/users/@me``, ``/oauth2/applications/@me``), the gateway WebSocket (HELLO, IDENTIFY -> READY and
-GUILD_CREATE, heartbeat ACKs, RESUME with replay), sends, and 429s with the headers discord.py trusts.
+GUILD_CREATE, heartbeat ACKs, RESUME with replay), sends, channel history, and 429s with the headers
+discord.py trusts. A user message posted with ``live=False`` is only in its channel's history: what was
+said while the bot was not connected.
 discord.py >= 2.4 no longer asks ``/gateway`` where to connect, so point both halves at the fake::
 
     discord.http.Route.BASE = fake.api_base
@@ -67,8 +69,8 @@ class _Session:
     sending: asyncio.Lock = field(default_factory=asyncio.Lock)  # one writer at a time keeps frames in order
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
+def _now(age: float = 0.0) -> str:
+    return datetime.fromtimestamp(time.time() - age, UTC).isoformat()
 
 
 def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> web.Response:
@@ -147,8 +149,9 @@ class FakeDiscord:
             self.identified = self.resumed = 0
             self.cond.notify_all()
 
-    def snowflake(self) -> int:
-        return ((int(time.time() * 1000) - EPOCH_MS) << 22) | (next(self.serial) & 0x3FFFFF)
+    def snowflake(self, age: float = 0.0) -> int:
+        """A new id, of a message sent ``age`` seconds ago (ids begin with their time)."""
+        return ((int((time.time() - age) * 1000) - EPOCH_MS) << 22) | (next(self.serial) & 0x3FFFFF)
 
     def user(self, user_id: int) -> Json:
         bot = user_id == self.bot_id
@@ -222,12 +225,13 @@ class FakeDiscord:
         return out
 
     def _message(self, channel_id: int, author_id: int, content: str, guild_id: int | None = None,
-                 files: Files = (), mentions: Iterable[int] = (), reference: Json | None = None) -> Json:
-        m = {"id": str(self.snowflake()), "channel_id": str(channel_id), "type": 19 if reference else 0,
+                 files: Files = (), mentions: Iterable[int] = (), reference: Json | None = None,
+                 age: float = 0.0) -> Json:
+        m = {"id": str(self.snowflake(age)), "channel_id": str(channel_id), "type": 19 if reference else 0,
              "content": content, "author": self.user(author_id), "attachments": self._attach(channel_id, files),
              "mentions": [self.user(u) | ({"member": self._member(guild_id, u, False)} if guild_id else {})
                           for u in mentions], "mention_roles": [], "mention_everyone": False, "pinned": False,
-             "tts": False, "timestamp": _now(), "edited_timestamp": None, "flags": 0, "components": [], "embeds": []}
+             "tts": False, "timestamp": _now(age), "edited_timestamp": None, "flags": 0, "components": [], "embeds": []}
         if guild_id is not None:
             m |= {"guild_id": str(guild_id), "member": self._member(guild_id, author_id, False)}
         if reference:
@@ -236,9 +240,11 @@ class FakeDiscord:
         return m
 
     def channel_message(self, guild_id: int, channel_id: int, author_id: int, content: str, mention_bot: bool = False,
-                        reply_to_bot: bool = False, attachments: Files = ()) -> Json:
+                        reply_to_bot: bool = False, attachments: Files = (), live: bool = True,
+                        age: float = 0.0) -> Json:
         """A user posts in a guild channel or thread. mention_bot writes ``<@bot>`` first and lists the bot in
-        mentions; reply_to_bot answers the bot's last message there (or an invented one) without a ping."""
+        mentions; reply_to_bot answers the bot's last message there (or an invented one) without a ping.
+        ``live=False``: only in the channel's history, never dispatched; ``age``: sent that many seconds ago."""
         guild_id, channel_id, author_id = int(guild_id), int(channel_id), int(author_id)
         with self.cond:
             guild = self.guilds.get(guild_id, {})
@@ -254,10 +260,11 @@ class FakeDiscord:
                 reference = {"type": 0, "message_id": earlier["id"], "channel_id": str(channel_id),
                              "guild_id": str(guild_id)}
             message = self._message(channel_id, author_id, f"<@{self.bot_id}> {content}" if mention_bot else content,
-                                    guild_id, attachments, [self.bot_id] if mention_bot else [], reference)
+                                    guild_id, attachments, [self.bot_id] if mention_bot else [], reference, age)
             if earlier:
                 message["referenced_message"] = earlier
-        self._dispatch("MESSAGE_CREATE", message, GUILD_MESSAGES, hold=True)
+        if live:
+            self._dispatch("MESSAGE_CREATE", message, GUILD_MESSAGES, hold=True)
         return message
 
     def thread_message(self, guild_id: int, thread_id: int, author_id: int, content: str, mention_bot: bool = False,
@@ -265,12 +272,14 @@ class FakeDiscord:
         """A user posts in a thread; on Discord a thread is a channel of its own, with the thread's id."""
         return self.channel_message(guild_id, thread_id, author_id, content, mention_bot, **kw)
 
-    def dm(self, author_id: int, content: str, attachments: Files = ()) -> Json:
-        """A user writes to the bot directly, in that user's one DM channel (so no guild_id)."""
+    def dm(self, author_id: int, content: str, attachments: Files = (), live: bool = True) -> Json:
+        """A user writes to the bot directly, in that user's one DM channel (so no guild_id);
+        ``live=False``: only in the DM's history."""
         with self.cond:
             channel_id = int(self._dm_channel(int(author_id))["id"])
             message = self._message(channel_id, int(author_id), content, None, attachments)
-        self._dispatch("MESSAGE_CREATE", message, DIRECT_MESSAGES, hold=True)
+        if live:
+            self._dispatch("MESSAGE_CREATE", message, DIRECT_MESSAGES, hold=True)
         return message
 
     def raw_event(self, event: str, data: Json) -> None:
@@ -465,6 +474,21 @@ class FakeDiscord:
             return web.Response(status=status, body=result, content_type="application/octet-stream")
         return _json(status, result)
 
+    def _history(self, channel_id: int, query: dict[str, str]) -> list[Json]:
+        """As Discord pages a channel's messages: at most ``limit`` (1..100, default 50), newest first;
+        with ``after`` the ones right after it, with ``before`` the ones right before it, else the latest."""
+        try:
+            limit = int(query.get("limit", 50))
+            after, before = int(query.get("after", 0)), int(query.get("before", 1 << 63))
+        except ValueError:
+            raise ApiError(400, "Invalid Form Body (limit, after or before: not a snowflake)", 50035) from None
+        if not 1 <= limit <= 100:
+            raise ApiError(400, "Invalid Form Body (limit: must be between 1 and 100)", 50035)
+        ids = sorted(i for i, m in self.messages.items() if m["channel_id"] == str(channel_id) and after < i < before)
+        page = ids[:limit] if "after" in query and "before" not in query else ids[-limit:]
+        return [{k: v for k, v in self.messages[i].items() if k not in ("guild_id", "member")}
+                for i in reversed(page)]
+
     def _record(self, request: web.Request, body: Any = None, files: Files = (), status: int | None = None) -> Json:
         call = {"method": request.method, "path": request.path, "query": dict(request.query), "json": body,
                 "files": list(files), "time": time.time(), "status": status, "message_id": None}
@@ -493,6 +517,8 @@ class FakeDiscord:
             return 200, self._dm_channel(int(body.get("recipient_id", 0)))
         if method == "GET" and re.fullmatch(r"/channels/\d+", path):
             return 200, channel
+        if method == "GET" and re.fullmatch(r"/channels/\d+/messages", path):
+            return 200, self._history(ids[0], call["query"])
         if method == "GET" and path.startswith("/attachments/") and path[13:] in self.files:
             return 200, self.files[path[13:]]
         if method == "POST" and re.fullmatch(r"/channels/\d+/messages", path):

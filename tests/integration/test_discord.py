@@ -25,7 +25,7 @@ def fake() -> Iterator[FakeDiscord]:
 
 
 def start(daemon: Daemon, fake: FakeDiscord, extra: str = "", agents: str = "", help_route: str = "",
-          platform: str = "") -> None:
+          platform: str = "", default_agent: str = "a") -> None:
     token_file = daemon.root / "discord.token"
     token_file.write_text(fake.token)
     daemon.write_config(agents or three_agents(), extra=f"""
@@ -45,7 +45,7 @@ def start(daemon: Daemon, fake: FakeDiscord, extra: str = "", agents: str = "", 
         [[routes]]
         match = "discord:thread:{GUILD}:{GENERAL}:{THREAD_OWN}"
         agent = "c"
-        """ + extra, daemon='default_agent = "a"\n')
+        """ + extra, daemon=f'default_agent = "{default_agent}"\n' if default_agent else "")
     daemon.start()
     fake.wait_identified(timeout=15)
     wait_for(lambda: (daemon.status() or {}).get("platforms", {}).get("discord", {}).get("state") == "ready",

@@ -204,6 +204,26 @@ async def test_disconnect_resumes_and_replays(fake: FakeDiscord, bot: Bot, code:
 
 
 @pytest.mark.anyio
+async def test_history_holds_messages_never_dispatched(fake: FakeDiscord, bot: Bot) -> None:
+    first = fake.channel_message(GUILD, CHANNEL, ALICE, "seen live")
+    assert (await bot.next_message()).content == "seen live"
+    for i in range(120):  # more than one page of 100
+        fake.channel_message(GUILD, CHANNEL, BOB, f"offline {i}", live=False)
+    old = fake.channel_message(GUILD, CHANNEL, BOB, "from last week", live=False, age=7 * 86400)
+    channel = bot.get_channel(CHANNEL)
+    assert isinstance(channel, discord.TextChannel)
+    after = [m.content async for m in channel.history(after=discord.Object(int(first["id"])), oldest_first=True,
+                                                      limit=None)]
+    assert after == [f"offline {i}" for i in range(120)]
+    newest = [m.content async for m in channel.history(limit=3)]
+    assert newest == ["offline 119", "offline 118", "offline 117"]
+    oldest = [m async for m in channel.history(limit=1, oldest_first=True)][0]
+    assert oldest.id == int(old["id"]) and oldest.created_at.timestamp() < time.time() - 6 * 86400
+    assert bot.inbox.empty()  # none of it came over the gateway
+    assert any(c["query"].get("after") for c in fake.calls() if c["path"].endswith(f"/channels/{CHANNEL}/messages"))
+
+
+@pytest.mark.anyio
 async def test_without_message_content_only_mentions_have_text(fake: FakeDiscord) -> None:
     async with running(fake, intents(content=False)) as bot:
         fake.channel_message(GUILD, CHANNEL, ALICE, "hidden")

@@ -84,3 +84,13 @@ def test_conversation_is_known_only_for_the_agent_it_was_routed_to(tmp_path: Pat
     assert spool.has_conversation("local", "local:chat", "a")
     assert not spool.has_conversation("local", "local:chat", "b")
     assert not spool.has_conversation("telegram", "local:chat", "a")
+
+
+def test_read_position_only_moves_forward_and_survives_reopening(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    spool.advance("discord", "101", 500)
+    spool.advance("discord", "101", 400)  # an older message read late
+    spool.advance("discord", "102", 7)
+    spool.advance("telegram", "101", 900)
+    spool.close()
+    assert Spool(tmp_path / "spool.db").read_positions("discord") == {"101": 500, "102": 7}
