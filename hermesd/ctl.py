@@ -300,7 +300,7 @@ def _parser() -> argparse.ArgumentParser:
                                  help="routing table; with KEY, where KEY goes")
     routes.add_argument("key", nargs="?")
     reload = commands.add_parser("reload", parents=[json_too],
-                                 help="re-read the config; restart only changed agents")
+                                 help="re-read the config; restart only changed agents and platforms")
     reload.add_argument("--wait", action="store_true", help="return once changes are applied")
     for action in ("start", "stop", "restart"):
         commands.add_parser(action, parents=[json_too], help=f"{action} one agent").add_argument("agent")
@@ -407,7 +407,9 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _print_reload(diff: dict[str, list[str]]) -> None:
-    changes = [f"{what}: {', '.join(ids)}" for what, ids in diff.items() if ids]
+    """e.g. `reloaded; added: coder; platforms restarted: telegram`."""
+    labels = {"platforms": "platforms restarted"}
+    changes = [f"{labels.get(what, what)}: {', '.join(ids)}" for what, ids in diff.items() if ids]
     print("reloaded; " + ("; ".join(changes) if changes else "no agent changed"))
 
 

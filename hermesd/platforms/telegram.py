@@ -43,6 +43,7 @@ from hermesd.spool import Incoming, Outgoing, SpoolUnavailable
 NAME = "telegram"
 POLL_TIMEOUT = 25  # seconds a getUpdates call waits for news
 PAUSE = 5.0  # seconds to wait while the spool cannot store updates
+CLOSE_TIMEOUT = 5.0  # seconds closing the HTTP connections may take when stopped
 MAX_DOWNLOAD = 20 * 1024 * 1024  # the Bot API serves files up to 20 MB anyway
 COMMANDS = [("new", "start a fresh conversation"), ("reset", "same as /new"),
             ("status", "agent, model, session and token use"), ("help", "what I can do")]
@@ -60,8 +61,12 @@ def _seconds(value: Any) -> float:
 class TelegramPlatform:
     name = NAME
 
-    def __init__(self, settings: TelegramConfig, inbox: Inbox, router: Directory) -> None:
+    def __init__(self, settings: TelegramConfig, inbox: Inbox, router: Directory,
+                 offset: int | None = None) -> None:
         self._settings = settings
+        self.offset = offset
+        """The next update to fetch; a replacement started by a reload goes on from here, so
+        no update is fetched twice or skipped."""
         self._inbox = inbox
         self._router = router
         self._gate = FloodGate()
@@ -98,9 +103,13 @@ class TelegramPlatform:
             get_updates_request=HTTPXRequest(read_timeout=POLL_TIMEOUT + 10),
         )  # fmt: skip
         task_status.started()  # the daemon does not wait for Telegram to be reachable
-        async with anyio.create_task_group() as self._tasks:
-            await self._connect()
-            await self._poll()
+        try:
+            async with anyio.create_task_group() as self._tasks:
+                await self._connect()
+                await self._poll()
+        finally:  # stopped (a reload replaces it): close its HTTP connections
+            with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
+                await self._bot.shutdown()
 
     async def _connect(self) -> None:
         """getMe, deleteWebhook, setMyCommands; retried until they work."""
@@ -120,12 +129,11 @@ class TelegramPlatform:
 
     async def _poll(self) -> None:
         assert self._bot is not None
-        offset: int | None = None
         delay = 1.0
         while True:
             try:
                 batch = await self._bot.do_api_request(
-                    "getUpdates", api_kwargs={"offset": offset, "timeout": POLL_TIMEOUT,
+                    "getUpdates", api_kwargs={"offset": self.offset, "timeout": POLL_TIMEOUT,
                                               "allowed_updates": ["message"]},
                     read_timeout=POLL_TIMEOUT + 10, return_type=None,
                 )  # fmt: skip
@@ -145,7 +153,7 @@ class TelegramPlatform:
                                     retry_in=f"{PAUSE:.0f}")
                         await anyio.sleep(PAUSE)
                         break
-                    offset = max(offset or 0, update_id + 1)
+                    self.offset = max(self.offset or 0, update_id + 1)
                 else:
                     log.warning("telegram_update_skipped", reason="no update_id")
 
