@@ -268,7 +268,7 @@ class Service:
                 self.notifier.reloading()
             specs = new.worker_specs()
             changes = reconfigure.diff({a: slot.spec for a, slot in self.supervisor.slots.items()}, specs)
-            platforms = host.changed(self.cfg.platforms, new.platforms)
+            platforms = host.changed(self.cfg.platforms, new.platforms, self.adapters)
             self.cfg, self.messages.router = new, _router(new)
             self.supervisor.settings = new.daemon
             try:
@@ -283,10 +283,10 @@ class Service:
             self._task_group.start_soon(self._apply, changes, specs, platforms, done)
             if wait:
                 await done.wait()
-            return {**msgspec.structs.asdict(changes), "platforms": platforms}
+            return {**msgspec.structs.asdict(changes), "platforms": list(platforms)}
 
     async def _apply(self, changes: reconfigure.Diff, specs: dict[str, protocol.WorkerSpec],
-                     platforms: list[str], done: anyio.Event) -> None:
+                     platforms: dict[str, str], done: anyio.Event) -> None:
         timeout = self.cfg.daemon.stop_timeout
         try:
             async with anyio.create_task_group() as restarts:

@@ -10,7 +10,7 @@ outbox meanwhile and are sent by its replacement.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,9 +28,26 @@ CONFIGURABLE = ("telegram", "discord", "local")
 """The [platforms.*] tables, in the order the adapters are built."""
 
 
-def changed(old: config.Platforms, new: config.Platforms) -> list[str]:
-    """The platforms whose table differs; one added or removed counts."""
-    return [name for name in CONFIGURABLE if getattr(old, name) != getattr(new, name)]
+def changed(old: config.Platforms, new: config.Platforms, adapters: Mapping[str, Adapter]) -> dict[str, str]:
+    """The platforms to restart, and why: their table differs (one added or removed
+    counts), or their token file now holds another token than the one the bot uses."""
+    reasons = {}
+    for name in CONFIGURABLE:
+        settings = getattr(new, name)
+        if getattr(old, name) != settings:
+            reasons[name] = "settings changed"
+        elif _rotated(settings, getattr(adapters.get(name), "token", None)):
+            reasons[name] = "token changed"
+    return reasons
+
+
+def _rotated(settings: object, running: str | None) -> bool:
+    if running is None or not isinstance(settings, (config.TelegramConfig, config.DiscordConfig)):
+        return False
+    try:
+        return settings.read_token() != running
+    except config.ConfigError:
+        return False  # unreadable now: the bot keeps the token it has rather than go without
 
 
 def build(name: str, cfg: config.Config, messages: Messages, worker_pids: Callable[[], set[int]],
@@ -41,8 +58,8 @@ def build(name: str, cfg: config.Config, messages: Messages, worker_pids: Callab
     if name == "telegram" and cfg.platforms.telegram is not None:
         from hermesd.platforms import telegram
 
-        offset = previous.offset if isinstance(previous, telegram.TelegramPlatform) else None
-        return telegram.TelegramPlatform(cfg.platforms.telegram, messages, messages, offset)
+        before = previous if isinstance(previous, telegram.TelegramPlatform) else None
+        return telegram.TelegramPlatform(cfg.platforms.telegram, messages, messages, before)
     if name == "discord" and cfg.platforms.discord is not None:
         from hermesd.platforms import discord
 
@@ -82,17 +99,17 @@ class PlatformHost:
         for adapter in list(self._adapters.values()):
             await self._start(adapter)
 
-    async def restart(self, names: list[str], grace: float) -> None:
-        """Stop each named platform and start it again as the configuration now says (or
-        not at all, if its table is gone), all in parallel.  Replies on their way out get
-        `grace` seconds before they are cancelled and left for the replacement."""
-        if not names:
+    async def restart(self, reasons: Mapping[str, str], grace: float) -> None:
+        """Stop each platform named (with why) and start it again as the configuration now
+        says (or not at all, if its table is gone), all in parallel.  Replies on their way
+        out get `grace` seconds before they are cancelled and left for the replacement."""
+        if not reasons:
             return
         async with self._lock, anyio.create_task_group() as tasks:
-            for name in names:
-                tasks.start_soon(self._replace, name, grace)
+            for name, reason in reasons.items():
+                tasks.start_soon(self._replace, name, reason, grace)
 
-    async def _replace(self, name: str, grace: float) -> None:
+    async def _replace(self, name: str, reason: str, grace: float) -> None:
         old = self._adapters.pop(name, None)  # from now on its replies wait in the outbox
         if old is not None:
             await self._deliveries.release(name, grace)
@@ -106,7 +123,7 @@ class PlatformHost:
                 return
             self._deliveries.resend(name)
         event = "platform_restarted" if old and new else "platform_started" if new else "platform_stopped"
-        log.info(event, name=name, reason="settings changed")
+        log.info(event, name=name, reason=reason)
 
     async def _start(self, adapter: Adapter) -> None:
         assert self._tasks is not None

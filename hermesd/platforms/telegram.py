@@ -58,15 +58,22 @@ def _seconds(value: Any) -> float:
     return float(value.total_seconds() if hasattr(value, "total_seconds") else value)
 
 
+def _bot_id(token: str) -> str:
+    """A token is `<bot id>:<secret>`; the id stays when the secret is revoked and renewed."""
+    return token.partition(":")[0]
+
+
 class TelegramPlatform:
     name = NAME
 
     def __init__(self, settings: TelegramConfig, inbox: Inbox, router: Directory,
-                 offset: int | None = None) -> None:
+                 previous: TelegramPlatform | None = None) -> None:
         self._settings = settings
-        self.offset = offset
-        """The next update to fetch; a replacement started by a reload goes on from here, so
-        no update is fetched twice or skipped."""
+        self.offset = previous.offset if previous else None
+        """The next update to fetch: one started by a reload goes on from the one it
+        replaces, so no update is fetched twice or skipped (if it is the same bot)."""
+        self._previous_bot = _bot_id(previous.token) if previous and previous.token else None
+        self.token: str | None = None  # as read when it started: a reload compares it with the file
         self._inbox = inbox
         self._router = router
         self._gate = FloodGate()
@@ -75,7 +82,7 @@ class TelegramPlatform:
         self._intake_open = True
         self._state = "starting"
         self._error = ""
-        self._refused: dict[int, float] = {}
+        self._refused: dict[int, float] = dict(previous._refused) if previous else {}  # user -> when
         self._typing = TypingIndicator(self._send_typing, every=4.0)  # Telegram's lasts 5 s
         self._tasks: TaskGroup | None = None
 
@@ -96,6 +103,9 @@ class TelegramPlatform:
             task_status.started()
             return
         log.add_secret(token)
+        self.token = token
+        if _bot_id(token) != self._previous_bot:  # a new bot numbers its updates apart
+            self.offset = None
         base = self._settings.api_base or "https://api.telegram.org/bot"
         self._bot = Bot(
             token, base_url=base, base_file_url=base.removesuffix("/bot") + "/file/bot",

@@ -11,16 +11,17 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fakes.discord_server import FakeDiscord
-from tests.fakes.telegram_server import FakeTelegram
+from tests.fakes.telegram_server import TOKEN, FakeTelegram
 from tests.harness import HERMESCTL, Daemon, three_agents, wait_for
 
 ALICE, STRANGER = 42, 99
+NEW_BOT = "555000:another-fake-token"
 REFUSAL = "Sorry, this bot only talks to people it was set up for."
 
 
 @pytest.fixture
 def telegram() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as server:
+    with FakeTelegram(tokens=(TOKEN, NEW_BOT)) as server:
         yield server
 
 
@@ -76,6 +77,17 @@ def test_user_added_to_telegram_allowed_users_is_answered_after_reload(
     assert offsets == sorted(offsets)  # the offset never went back
     assert "platform_restarted name=telegram reason=\"settings changed\"" in daemon.log()
     assert telegram.token not in daemon.log()
+
+
+def test_token_replaced_in_its_file_is_used_after_reload(daemon: Daemon, telegram: FakeTelegram) -> None:
+    start_with_telegram(daemon, telegram)
+    (daemon.root / "telegram.token").write_text(NEW_BOT + "\n")
+    assert "platforms restarted: telegram" in reload(daemon)
+    telegram.private_message(ALICE, "new bot here", token=NEW_BOT)
+    wait_for(lambda: texts(telegram, ALICE), what="answer from the new bot")
+    assert [(c["token"], c["params"]["text"]) for c in telegram.sent("sendMessage")] == [(NEW_BOT, "a: new bot here")]
+    assert 'platform_restarted name=telegram reason="token changed"' in daemon.log()
+    assert TOKEN not in daemon.log() and NEW_BOT not in daemon.log()
 
 
 def test_reload_changing_only_local_leaves_the_telegram_connection_alone(
