@@ -225,8 +225,7 @@ class Service:
         self.state = "stopping"
         self.notifier.stopping()
         log.info("daemon_stopping")
-        for adapter in self.adapters.values():
-            adapter.close_intake()
+        self.platforms.close_intake()
         with anyio.move_on_after(self.cfg.daemon.stop_timeout) as drain:
             while any(slot.inflight and slot.state is State.RUNNING
                       for slot in self.supervisor.slots.values()):

@@ -33,12 +33,18 @@ def changed(old: config.Platforms, new: config.Platforms, adapters: Mapping[str,
     counts), or their token file now holds another token than the one the bot uses."""
     reasons = {}
     for name in CONFIGURABLE:
-        settings = getattr(new, name)
-        if getattr(old, name) != settings:
+        settings = _table(new, name)
+        if _table(old, name) != settings:
             reasons[name] = "settings changed"
         elif _rotated(settings, getattr(adapters.get(name), "token", None)):
             reasons[name] = "token changed"
     return reasons
+
+
+def _table(platforms: config.Platforms, name: str) -> object:
+    """A platform's settings, None when it is off (local's other keys then do not matter)."""
+    table = getattr(platforms, name)
+    return None if isinstance(table, config.LocalConfig) and not table.enabled else table
 
 
 def _rotated(settings: object, running: str | None) -> bool:
@@ -86,6 +92,7 @@ class PlatformHost:
         self._rebuild = rebuild  # name, the adapter replaced -> its replacement as configured now
         self._running: dict[str, _Running] = {}
         self._lock = anyio.Lock()  # one reload's restarts at a time, in order
+        self._intake_open = True
         self._tasks: TaskGroup | None = None
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -98,6 +105,13 @@ class PlatformHost:
         """Start every adapter in the dict (at daemon start), each once it listens."""
         for adapter in list(self._adapters.values()):
             await self._start(adapter)
+
+    def close_intake(self) -> None:
+        """The daemon is draining: no platform takes new messages, not even one a reload
+        is starting right now."""
+        self._intake_open = False
+        for adapter in self._adapters.values():
+            adapter.close_intake()
 
     async def restart(self, reasons: Mapping[str, str], grace: float) -> None:
         """Stop each platform named (with why) and start it again as the configuration now
@@ -119,7 +133,8 @@ class PlatformHost:
             try:
                 await self._start(new)
             except OSError as exc:  # e.g. a local socket path it cannot bind
-                log.error("platform_failed", name=name, error=str(exc))
+                log.error("platform_failed", name=name, error=str(exc),
+                          consequence="off until a reload changes its table, or hermesd restarts")
                 return
             self._deliveries.resend(name)
         event = "platform_restarted" if old and new else "platform_started" if new else "platform_stopped"
@@ -129,6 +144,8 @@ class PlatformHost:
         assert self._tasks is not None
         await self._tasks.start(self._serve, adapter)
         self._adapters[adapter.name] = adapter
+        if not self._intake_open:
+            adapter.close_intake()
 
     async def _serve(self, adapter: Adapter, *, task_status: TaskStatus[None]) -> None:
         running = self._running[adapter.name] = _Running()
