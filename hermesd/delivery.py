@@ -66,7 +66,8 @@ class Deliveries:
     def enqueue(self, platform: str, item: Outbound) -> None:
         """Queue behind the conversation's earlier replies."""
         if platform not in self._adapters:
-            log.warning("reply_held", platform=platform, reason="platform not running")
+            log.info("reply_held", platform=platform, session=item.session_key,
+                     reason="platform not running: sent once it runs")
             return
         key = (platform, item.session_key)
         queue = self._conversations.get(key)
@@ -128,7 +129,8 @@ class Deliveries:
             while queue:
                 adapter = self._adapters.get(key[0])
                 if adapter is None:  # stopped by a reload: the outbox keeps the replies
-                    log.info("replies_held", platform=key[0], session=key[1], reason="platform stopped")
+                    log.info("reply_held", platform=key[0], session=key[1],
+                             reason="platform stopped: sent once it runs")
                     return
                 with anyio.CancelScope() as self._sending[key]:
                     try:
