@@ -69,6 +69,11 @@ class Connection:
             self._pending = [self._in.decode(body) for body in self._reader.feed(data)]
         return self._pending.pop(0)
 
+    def buffered(self) -> bool:
+        """Frames already read (several can come in one read) wait here: a selector that
+        watches the socket does not see them."""
+        return bool(self._pending)
+
 
 # ---------------------------------------------------------------- control commands
 
@@ -265,6 +270,8 @@ def cmd_chat(local: Path, agent: str, name: str | None, timeout: float) -> None:
                     session.send(line.rstrip("\n"))
             else:
                 session.handle(session.connection.receive(), show)
+                while session.connection.buffered():
+                    session.handle(session.connection.receive(), show)
     session.wait_all(time.monotonic() + timeout, show)
 
 
