@@ -69,6 +69,11 @@ class Connection:
             self._pending = [self._in.decode(body) for body in self._reader.feed(data)]
         return self._pending.pop(0)
 
+    def buffered(self) -> bool:
+        """Frames already read (several can come in one read) wait here: a selector that
+        watches the socket does not see them."""
+        return bool(self._pending)
+
 
 # ---------------------------------------------------------------- control commands
 
@@ -265,6 +270,8 @@ def cmd_chat(local: Path, agent: str, name: str | None, timeout: float) -> None:
                     session.send(line.rstrip("\n"))
             else:
                 session.handle(session.connection.receive(), show)
+                while session.connection.buffered():
+                    session.handle(session.connection.receive(), show)
     session.wait_all(time.monotonic() + timeout, show)
 
 
@@ -300,7 +307,7 @@ def _parser() -> argparse.ArgumentParser:
                                  help="routing table; with KEY, where KEY goes")
     routes.add_argument("key", nargs="?")
     reload = commands.add_parser("reload", parents=[json_too],
-                                 help="re-read the config; restart only changed agents")
+                                 help="re-read the config; restart only changed agents and platforms")
     reload.add_argument("--wait", action="store_true", help="return once changes are applied")
     for action in ("start", "stop", "restart"):
         commands.add_parser(action, parents=[json_too], help=f"{action} one agent").add_argument("agent")
@@ -407,7 +414,9 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _print_reload(diff: dict[str, list[str]]) -> None:
-    changes = [f"{what}: {', '.join(ids)}" for what, ids in diff.items() if ids]
+    """e.g. `reloaded; added: coder; platforms restarted: telegram`."""
+    labels = {"platforms": "platforms restarted"}
+    changes = [f"{labels.get(what, what)}: {', '.join(ids)}" for what, ids in diff.items() if ids]
     print("reloaded; " + ("; ".join(changes) if changes else "no agent changed"))
 
 

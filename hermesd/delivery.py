@@ -3,7 +3,9 @@
 Each conversation with something to send has one task and a queue, so replies keep their
 order within a conversation while a slow or rate-limited conversation holds up no other.
 A reply is marked delivered in the spool once the adapter has it, and its message is acked
-when that was its last reply (DESIGN §5).
+when that was its last reply (DESIGN §5).  The adapter is looked up for each reply, so a
+platform restarted by a reload gets the replies from then on; while a platform is stopped
+its replies stay in the outbox, and `resend` queues them once it runs again.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class Deliveries:
         self._adapters = adapters
         self._conversations: dict[tuple[str, str], deque[Outbound]] = {}
         self._unrecorded: list[Outgoing] = []  # delivered while the spool took no writes
+        self._sending: dict[tuple[str, str], anyio.CancelScope] = {}  # a reply on its way out
         self._task_group: TaskGroup | None = None
         self._empty = anyio.Event()
         self._empty.set()
@@ -62,9 +65,9 @@ class Deliveries:
 
     def enqueue(self, platform: str, item: Outbound) -> None:
         """Queue behind the conversation's earlier replies."""
-        adapter = self._adapters.get(platform)
-        if adapter is None:
-            log.warning("reply_held", platform=platform, reason="platform not enabled")
+        if platform not in self._adapters:
+            log.info("reply_held", platform=platform, session=item.session_key,
+                     reason="platform not running: sent once it runs")
             return
         key = (platform, item.session_key)
         queue = self._conversations.get(key)
@@ -74,12 +77,32 @@ class Deliveries:
         self._conversations[key] = deque([item])
         self._empty = anyio.Event()
         assert self._task_group is not None
-        self._task_group.start_soon(self._deliver_conversation, adapter, key)
+        self._task_group.start_soon(self._deliver_conversation, key)
 
     def retry(self, platform: str, session_key: str) -> None:
         """Queue a conversation's undelivered replies again (a client came back for them)."""
         for reply in self._spool.undelivered(platform, session_key):
             self.enqueue(platform, Resend(reply))
+
+    def resend(self, platform: str) -> None:
+        """Queue every undelivered reply of a platform that (re)started."""
+        for reply in self._spool.undelivered():
+            if reply.platform == platform:
+                self.enqueue(platform, Resend(reply))
+
+    async def release(self, platform: str, grace: float) -> None:
+        """The platform's adapter has left the dict (it is being stopped): give the replies
+        on their way out up to `grace` seconds to get there, then cancel the rest.  They
+        were not marked delivered, so they stay in the outbox for `resend`.  Returns once no
+        conversation task sends to that adapter any more."""
+        with anyio.move_on_after(grace):
+            while any(key[0] == platform for key in self._sending):
+                await anyio.sleep(0.01)
+        for key, scope in list(self._sending.items()):
+            if key[0] == platform:
+                scope.cancel()
+        while any(key[0] == platform for key in self._conversations):
+            await anyio.sleep(0.01)
 
     async def room(self, platform: str, session_key: str) -> None:
         """Return once the conversation has fewer than MAX_BACKLOG items waiting."""
@@ -99,21 +122,29 @@ class Deliveries:
                 self.enqueue(reply.platform, Finished(reply.msg_id, reply.session_key, None))
             self._unrecorded.pop(0)
 
-    async def _deliver_conversation(self, adapter: Adapter, key: tuple[str, str]) -> None:
+    async def _deliver_conversation(self, key: tuple[str, str]) -> None:
         queue = self._conversations[key]
         delay = 1.0
         try:
             while queue:
-                try:
-                    await self._deliver_item(adapter, queue[0])
-                except Exception as exc:  # an adapter's bug must not end the daemon or lose the reply
-                    log.error("delivery_failed", platform=key[0], session=key[1],
-                              error=f"{type(exc).__name__}: {exc}", retry_in=f"{delay:.0f}")
-                    await anyio.sleep(delay)
-                    delay = min(delay * 2, RETRY_MAX)
-                    continue
-                queue.popleft()
-                delay = 1.0
+                adapter = self._adapters.get(key[0])
+                if adapter is None:  # stopped by a reload: the outbox keeps the replies
+                    log.info("reply_held", platform=key[0], session=key[1],
+                             reason="platform stopped: sent once it runs")
+                    return
+                with anyio.CancelScope() as self._sending[key]:
+                    try:
+                        await self._deliver_item(adapter, queue[0])
+                    except Exception as exc:  # an adapter's bug must not end the daemon or lose the reply
+                        log.error("delivery_failed", platform=key[0], session=key[1],
+                                  error=f"{type(exc).__name__}: {exc}", retry_in=f"{delay:.0f}")
+                        await anyio.sleep(delay)
+                        delay = min(delay * 2, RETRY_MAX)
+                        continue
+                    finally:
+                        del self._sending[key]
+                    queue.popleft()
+                    delay = 1.0
         finally:
             del self._conversations[key]
             if not self._conversations:

@@ -24,7 +24,7 @@ from hermesd.control import Control
 from hermesd.daemon import share_state_dir
 from hermesd.delivery import Deliveries
 from hermesd.messages import Messages
-from hermesd.platforms import Adapter, agents, local
+from hermesd.platforms import Adapter, agents, host
 from hermesd.routing import Router
 from hermesd.sdnotify import Notifier
 from hermesd.slot import State
@@ -60,21 +60,15 @@ class Service:
         runtime_dir = Path(cfg.daemon.runtime_dir)
         self.control_path = runtime_dir / "control.sock"
         self.adapters[agents.NAME] = agent_platform
-        # Bot libraries are imported only when configured: they cost the parent memory.
-        if cfg.platforms.discord is not None:
-            from hermesd.platforms import discord
+        for name in host.CONFIGURABLE:
+            adapter = self._build_adapter(name)
+            if adapter is not None:
+                self.adapters[name] = adapter
+        self.platforms = host.PlatformHost(self.adapters, self.deliveries, self._build_adapter)
 
-            self.adapters[discord.NAME] = discord.DiscordPlatform(cfg.platforms.discord, self.messages,
-                                                                  self.messages)
-        if cfg.platforms.telegram is not None:
-            from hermesd.platforms import telegram
-
-            self.adapters[telegram.NAME] = telegram.TelegramPlatform(cfg.platforms.telegram, self.messages,
-                                                                     self.messages)
-        if cfg.platforms.local.enabled:
-            local_path = Path(cfg.platforms.local.socket or runtime_dir / "local.sock")
-            self.adapters[local.NAME] = local.LocalPlatform(local_path, self.messages,
-                                                            self.supervisor.worker_pids)
+    def _build_adapter(self, name: str, previous: Adapter | None = None) -> Adapter | None:
+        """The platform's adapter as the configuration now says (None: it is off)."""
+        return host.build(name, self.cfg, self.messages, self.supervisor.worker_pids, previous)
 
     # ---------------------------------------------------------------- main loop
 
@@ -90,8 +84,8 @@ class Service:
                     self.supervisor.add(spec)
                     self.supervisor.start(spec.agent_id)
                 self.messages.recover()
-                for adapter in self.adapters.values():
-                    await tg.start(adapter.serve)
+                await tg.start(self.platforms.run)
+                await self.platforms.start_all()
                 await tg.start(Control(self).serve, self.control_path)
                 tg.start_soon(self._announce_ready)
                 tg.start_soon(self._keepalive)
@@ -231,8 +225,7 @@ class Service:
         self.state = "stopping"
         self.notifier.stopping()
         log.info("daemon_stopping")
-        for adapter in self.adapters.values():
-            adapter.close_intake()
+        self.platforms.close_intake()
         with anyio.move_on_after(self.cfg.daemon.stop_timeout) as drain:
             while any(slot.inflight and slot.state is State.RUNNING
                       for slot in self.supervisor.slots.values()):
@@ -260,7 +253,8 @@ class Service:
             pass  # already logged; the old configuration keeps running
 
     async def reload(self, wait: bool) -> dict[str, list[str]]:
-        """Validate the file again, then restart only the agents whose spec changed."""
+        """Validate the file again, then restart only the agents whose spec changed and the
+        platforms whose table changed."""
         async with self._reload_lock:
             try:
                 new = (config.load(self.config_path, running=self.cfg) if self.config_path
@@ -273,6 +267,7 @@ class Service:
                 self.notifier.reloading()
             specs = new.worker_specs()
             changes = reconfigure.diff({a: slot.spec for a, slot in self.supervisor.slots.items()}, specs)
+            platforms = host.changed(self.cfg.platforms, new.platforms, self.adapters)
             self.cfg, self.messages.router = new, _router(new)
             self.supervisor.settings = new.daemon
             try:
@@ -280,18 +275,22 @@ class Service:
             except OSError as exc:
                 log.error("log_file_failed", file=new.daemon.log_file, error=str(exc))
             log.info("reload_applying", added=",".join(changes.added),
-                     removed=",".join(changes.removed), changed=",".join(changes.changed))
+                     removed=",".join(changes.removed), changed=",".join(changes.changed),
+                     platforms=",".join(platforms))
             done = anyio.Event()
             assert self._task_group is not None
-            self._task_group.start_soon(self._apply, changes, specs, done)
+            self._task_group.start_soon(self._apply, changes, specs, platforms, done)
             if wait:
                 await done.wait()
-            return msgspec.structs.asdict(changes)
+            return {**msgspec.structs.asdict(changes), "platforms": list(platforms)}
 
     async def _apply(self, changes: reconfigure.Diff, specs: dict[str, protocol.WorkerSpec],
-                     done: anyio.Event) -> None:
+                     platforms: dict[str, str], done: anyio.Event) -> None:
+        timeout = self.cfg.daemon.stop_timeout
         try:
-            orphans = await reconfigure.apply(self.supervisor, changes, specs, self.cfg.daemon.stop_timeout)
+            async with anyio.create_task_group() as restarts:
+                restarts.start_soon(self.platforms.restart, platforms, timeout)
+                orphans = await reconfigure.apply(self.supervisor, changes, specs, timeout)
             for message in orphans:  # a removed agent's messages go where the routes now say
                 entry = self.spool.get(message.msg_id)
                 if entry is not None:

@@ -104,6 +104,7 @@ class DiscordPlatform:
 
     def __init__(self, settings: DiscordConfig, inbox: Inbox, router: Directory) -> None:
         self._settings = settings
+        self.token: str | None = None  # as read when it started: a reload compares it with the file
         self._inbox = inbox
         self._router = router
         self._client = self._new_client()
@@ -141,6 +142,7 @@ class DiscordPlatform:
             task_status.started()
             return
         log.add_secret(token)
+        self.token = token
         if self._settings.api_base:  # tests, or a proxy: both are class-wide in discord.py
             discord.http.Route.BASE = self._settings.api_base.rstrip("/")
         if self._settings.gateway_url:

@@ -35,7 +35,10 @@ class LocalPlatform:
         listener = await unixsock.listen(self.path)
         task_status.started()
         log.info("local_listening", socket=str(self.path))
-        await unixsock.serve(listener, self._connection, "local")
+        try:
+            await unixsock.serve(listener, self._connection, "local")
+        finally:  # stopped: by a reload that changes or removes [platforms.local], or at exit
+            self.path.unlink(missing_ok=True)
 
     def close_intake(self) -> None:
         self._intake_open = False

@@ -43,6 +43,7 @@ from hermesd.spool import Incoming, Outgoing, SpoolUnavailable
 NAME = "telegram"
 POLL_TIMEOUT = 25  # seconds a getUpdates call waits for news
 PAUSE = 5.0  # seconds to wait while the spool cannot store updates
+CLOSE_TIMEOUT = 5.0  # seconds closing the HTTP connections may take when stopped
 MAX_DOWNLOAD = 20 * 1024 * 1024  # the Bot API serves files up to 20 MB anyway
 COMMANDS = [("new", "start a fresh conversation"), ("reset", "same as /new"),
             ("status", "agent, model, session and token use"), ("help", "what I can do")]
@@ -57,11 +58,22 @@ def _seconds(value: Any) -> float:
     return float(value.total_seconds() if hasattr(value, "total_seconds") else value)
 
 
+def _bot_id(token: str) -> str:
+    """A token is `<bot id>:<secret>`; the id stays when the secret is revoked and renewed."""
+    return token.partition(":")[0]
+
+
 class TelegramPlatform:
     name = NAME
 
-    def __init__(self, settings: TelegramConfig, inbox: Inbox, router: Directory) -> None:
+    def __init__(self, settings: TelegramConfig, inbox: Inbox, router: Directory,
+                 previous: TelegramPlatform | None = None) -> None:
         self._settings = settings
+        self.offset = previous.offset if previous else None
+        """The next update to fetch: one started by a reload goes on from the one it
+        replaces, so no update is fetched twice or skipped (if it is the same bot)."""
+        self._previous_bot = _bot_id(previous.token) if previous and previous.token else None
+        self.token: str | None = None  # as read when it started: a reload compares it with the file
         self._inbox = inbox
         self._router = router
         self._gate = FloodGate()
@@ -70,7 +82,7 @@ class TelegramPlatform:
         self._intake_open = True
         self._state = "starting"
         self._error = ""
-        self._refused: dict[int, float] = {}
+        self._refused: dict[int, float] = dict(previous._refused) if previous else {}  # user -> when
         self._typing = TypingIndicator(self._send_typing, every=4.0)  # Telegram's lasts 5 s
         self._tasks: TaskGroup | None = None
 
@@ -91,6 +103,9 @@ class TelegramPlatform:
             task_status.started()
             return
         log.add_secret(token)
+        self.token = token
+        if _bot_id(token) != self._previous_bot:  # a new bot numbers its updates apart
+            self.offset = None
         base = self._settings.api_base or "https://api.telegram.org/bot"
         self._bot = Bot(
             token, base_url=base, base_file_url=base.removesuffix("/bot") + "/file/bot",
@@ -98,9 +113,13 @@ class TelegramPlatform:
             get_updates_request=HTTPXRequest(read_timeout=POLL_TIMEOUT + 10),
         )  # fmt: skip
         task_status.started()  # the daemon does not wait for Telegram to be reachable
-        async with anyio.create_task_group() as self._tasks:
-            await self._connect()
-            await self._poll()
+        try:
+            async with anyio.create_task_group() as self._tasks:
+                await self._connect()
+                await self._poll()
+        finally:  # stopped (a reload replaces it): close its HTTP connections
+            with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
+                await self._bot.shutdown()
 
     async def _connect(self) -> None:
         """getMe, deleteWebhook, setMyCommands; retried until they work."""
@@ -120,12 +139,11 @@ class TelegramPlatform:
 
     async def _poll(self) -> None:
         assert self._bot is not None
-        offset: int | None = None
         delay = 1.0
         while True:
             try:
                 batch = await self._bot.do_api_request(
-                    "getUpdates", api_kwargs={"offset": offset, "timeout": POLL_TIMEOUT,
+                    "getUpdates", api_kwargs={"offset": self.offset, "timeout": POLL_TIMEOUT,
                                               "allowed_updates": ["message"]},
                     read_timeout=POLL_TIMEOUT + 10, return_type=None,
                 )  # fmt: skip
@@ -145,7 +163,7 @@ class TelegramPlatform:
                                     retry_in=f"{PAUSE:.0f}")
                         await anyio.sleep(PAUSE)
                         break
-                    offset = max(offset or 0, update_id + 1)
+                    self.offset = max(self.offset or 0, update_id + 1)
                 else:
                     log.warning("telegram_update_skipped", reason="no update_id")
 
