@@ -117,6 +117,7 @@ class TelegramPlatform:
             async with anyio.create_task_group() as self._tasks:
                 await self._connect()
                 await self._poll()
+                await anyio.sleep_forever()  # replies still go out while the daemon drains
         finally:  # stopped (a reload replaces it): close its HTTP connections
             with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
                 await self._bot.shutdown()
@@ -138,9 +139,12 @@ class TelegramPlatform:
                 delay = await self._failed("connect", exc, delay)
 
     async def _poll(self) -> None:
+        """Fetch and take updates until the intake closes.  An update is confirmed to
+        Telegram only by the next getUpdates (its offset), so one fetched after the intake
+        closed is left unconfirmed: Telegram gives it again at the next start."""
         assert self._bot is not None
         delay = 1.0
-        while True:
+        while self._intake_open:
             try:
                 batch = await self._bot.do_api_request(
                     "getUpdates", api_kwargs={"offset": self.offset, "timeout": POLL_TIMEOUT,
@@ -153,6 +157,8 @@ class TelegramPlatform:
             delay = 1.0
             self._set_state("polling")
             for raw in batch if isinstance(batch, list) else []:
+                if not self._intake_open:
+                    break
                 update_id = raw.get("update_id") if isinstance(raw, dict) else None
                 if isinstance(update_id, int):
                     try:
@@ -192,8 +198,6 @@ class TelegramPlatform:
 
     async def _take(self, raw: dict[str, Any], update_id: int) -> None:
         assert self._bot is not None
-        if not self._intake_open:
-            return
         parsed = updates.parse_update(raw, self._bot, self._settings, self._bot.id, self._bot.username)
         if isinstance(parsed, updates.Skip):
             if parsed.malformed:  # one bad update must not wedge the loop

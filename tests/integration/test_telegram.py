@@ -3,6 +3,7 @@ fake Bot API server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 
@@ -240,3 +241,23 @@ def test_typing_is_shown_while_the_agent_works(daemon: Daemon, fake: FakeTelegra
     assert typing and typing[0]["params"]["action"] == "typing"
     assert int(typing[0]["params"]["message_thread_id"]) == 10
     assert typing[0]["time"] < fake.sent("sendMessage")[0]["time"]
+
+
+def test_message_sent_while_the_daemon_drains_stays_with_telegram_and_is_answered_after(
+    daemon: Daemon, fake: FakeTelegram
+) -> None:
+    """A SIGTERM drains: running turns finish, new messages are not taken.  One that
+    arrives meanwhile must not be confirmed to Telegram (the next getUpdates offset), or it
+    would be lost; the next start fetches it."""
+    start(daemon, fake, agents=three_agents(a_delay=2.0))
+    fake.topic_message(FORUM, 10, ALICE, "slow one", mention=True)
+    wait_for(lambda: daemon.agents()["a"]["queue"] == 1, what="the slow turn running")
+    assert daemon.process is not None
+    daemon.process.send_signal(signal.SIGTERM)
+    wait_for(lambda: "daemon_stopping" in daemon.log(), what="draining")
+    fake.topic_message(FORUM, 11, BOB, "sent while draining", mention=True)
+    assert daemon.process.wait(timeout=15) == 0
+    assert ["slow one" in text for text in texts(fake, FORUM)] == [True]  # drained, not the new one
+    daemon.start()
+    wait_for(lambda: any("sent while draining" in t for t in texts(fake, FORUM)), timeout=20,
+             what="the message sent while draining answered after the restart")
