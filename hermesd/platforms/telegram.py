@@ -3,7 +3,10 @@
 Polling is our own `getUpdates` loop over python-telegram-bot's `Bot` (not `Application`,
 whose polling stalls for good on one update it cannot parse): updates are parsed one by
 one, a malformed one is logged and skipped, each is written to the spool, and only then is
-the offset moved past it.  Replies leave through one flood gate shared by all agents.
+the offset moved past it.  An update's id in the spool (its `external_id`, which makes a
+fetch repeated after a crash a no-op) is `<bot id>:<update id>`: each bot numbers its
+updates from its own start, so after a change of bot the same number is a new update.
+Replies leave through one flood gate shared by all agents.
 The token stays in this process: workers never see it.
 """
 
@@ -214,7 +217,7 @@ class TelegramPlatform:
         if not text.strip():
             return  # stickers, service messages and the like: nothing to answer
         self._inbox.receive(Incoming(
-            platform=NAME, external_id=str(update_id), session_key=parsed.session_key, text=text,
+            platform=NAME, external_id=f"{self._bot.id}:{update_id}", session_key=parsed.session_key, text=text,
             sender=str(parsed.sender),
         ))  # fmt: skip
 

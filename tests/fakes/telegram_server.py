@@ -101,7 +101,8 @@ class FakeTelegram(ThreadedServer):
             self.fails: dict[str, deque[Json]] = {}
             self.records: list[Json] = []
             self.files: dict[str, Json] = {}  # file_id -> Telegram's file fields plus "data"
-            self.next_update, self.serial = 1, itertools.count(1)  # serial numbers messages and files
+            # update ids are per bot, as on Telegram; serial numbers messages and files
+            self.next_update, self.serial = dict.fromkeys(self.tokens, 1), itertools.count(1)
             self.cond.notify_all()
 
     def bot(self, token: str | None = None) -> Json:
@@ -116,10 +117,10 @@ class FakeTelegram(ThreadedServer):
             for item in updates:
                 uid = item.get("update_id") if isinstance(item, dict) else None
                 if not isinstance(uid, int) or isinstance(uid, bool):
-                    uid = self.next_update
+                    uid = self.next_update[token]
                     if isinstance(item, dict) and "update_id" not in item:
                         item = {"update_id": uid, **item}
-                self.next_update = max(self.next_update, uid + 1)
+                self.next_update[token] = max(self.next_update[token], uid + 1)
                 self.updates[token].append((uid, item))
                 queued.append(item)
             self.cond.notify_all()

@@ -81,11 +81,14 @@ def test_user_added_to_telegram_allowed_users_is_answered_after_reload(
 
 def test_token_replaced_in_its_file_is_used_after_reload(daemon: Daemon, telegram: FakeTelegram) -> None:
     start_with_telegram(daemon, telegram)
+    telegram.private_message(ALICE, "old bot here")  # update 1 of the old bot
+    wait_for(lambda: texts(telegram, ALICE), what="answer from the old bot")
     (daemon.root / "telegram.token").write_text(NEW_BOT + "\n")
     assert "platforms restarted: telegram" in reload(daemon)
-    telegram.private_message(ALICE, "new bot here", token=NEW_BOT)
-    wait_for(lambda: texts(telegram, ALICE), what="answer from the new bot")
-    assert [(c["token"], c["params"]["text"]) for c in telegram.sent("sendMessage")] == [(NEW_BOT, "a: new bot here")]
+    telegram.private_message(ALICE, "new bot here", token=NEW_BOT)  # update 1 of the new bot
+    wait_for(lambda: len(texts(telegram, ALICE)) == 2, what="answer from the new bot")
+    assert [(c["token"], c["params"]["text"]) for c in telegram.sent("sendMessage")] == [
+        (TOKEN, "a: old bot here"), (NEW_BOT, "a: new bot here")]
     assert 'platform_restarted name=telegram reason="token changed"' in daemon.log()
     assert TOKEN not in daemon.log() and NEW_BOT not in daemon.log()
 
