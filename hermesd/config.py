@@ -38,6 +38,10 @@ the keys of its .env, as hermes-agent itself would (workers/runtimes/hermes.py).
 HERMES_TOOLS = ("files", "terminal", "web", "browser", "delegation", "code_execution")
 """hermes-agent's own toolsets: only `runtime = "hermes"` has them, and only when listed
 (they run commands or programs, confined by the worker's sandbox, or reach the network)."""
+HERMES_TOOLSET = re.compile(r"hermes:[a-z][a-z0-9_-]{0,63}")
+"""`hermes:<toolset>`: any other of hermes-agent's toolsets by hermes' own name (vision,
+image_gen, tts ...), for runtime = "hermes" only; whether hermes-agent has it, and can
+offer it here, only the worker can tell (it logs `hermes_tool_unavailable` if not)."""
 ALL_TOOLS: tuple[str, ...] = tuple(t for t in get_args(Tool) if t not in HERMES_TOOLS)
 """The tools every runtime has, on unless `tools` says otherwise."""
 
@@ -191,7 +195,8 @@ class AgentConfig(_Section):
     """Bytes; the TOML may say "256M"."""
     max_queue: Annotated[int, msgspec.Meta(ge=1)] = 100
     """Messages waiting or running for this agent; past it, senders get a "busy" reply."""
-    tools: list[Tool] = msgspec.field(default_factory=lambda: list(ALL_TOOLS))
+    tools: list[str] = msgspec.field(default_factory=lambda: list(ALL_TOOLS))
+    """Names of `Tool`, or HERMES_TOOLSET values (checked by `_Loader.check_tools`)."""
     echo_delay: Annotated[float, msgspec.Meta(ge=0)] = 0.0
     history_budget: Annotated[int, msgspec.Meta(ge=1000)] = 48_000
     """Characters of conversation history sent to the model; older messages are left out."""
@@ -473,7 +478,12 @@ class _Loader:
 
     def check_tools(self, agent: AgentConfig, path: KeyPath) -> None:
         for i, tool in enumerate(agent.tools):
-            if tool in HERMES_TOOLS and agent.runtime != "hermes":
+            toolset = HERMES_TOOLSET.fullmatch(tool)
+            if tool not in get_args(Tool) and not toolset:
+                names = ", ".join(f'"{name}"' for name in get_args(Tool))
+                raise self.error(path + (i,), f'expected one of {names} or "hermes:TOOLSET", '
+                                              f'got "{tool}"')
+            if (tool in HERMES_TOOLS or toolset) and agent.runtime != "hermes":
                 raise self.error(path + (i,), f'"{tool}" is a tool of runtime = "hermes" only '
                                               f'(this agent runs "{agent.runtime}")')
 

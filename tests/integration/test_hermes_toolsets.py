@@ -23,7 +23,7 @@ require_hermes()
 AGENTS = """
 [agents.a]
 runtime = "hermes"
-tools = ["files", "delegation", "code_execution", "web", "browser"]
+tools = ["files", "delegation", "code_execution", "web", "browser", "hermes:project", "hermes:nosuch"]
 [agents.b]
 runtime = "echo"
 """
@@ -146,3 +146,10 @@ def test_browser_tools_are_not_offered_without_a_browser(agents: Daemon, llm: Fa
     assert "'browser_navigate' does not exist" in answer
     wait_for(lambda: "event=hermes_tool_unavailable" in agents.log() and "tool=browser" in agents.log(),
              what="the operator told why")
+
+
+def test_any_other_hermes_toolset_is_offered_by_its_hermes_name(agents: Daemon, llm: FakeOpenAI) -> None:
+    assert agents.send("local:a", "hello", "--agent", "a") == "fake: hello\n"
+    assert {"project_create", "project_list"} <= offered(llm)
+    wait_for(lambda: "tool=hermes:nosuch" in agents.log(), what="the unknown toolset logged")
+    assert "tool=hermes:project" not in agents.log()

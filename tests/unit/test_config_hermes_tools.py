@@ -41,3 +41,22 @@ def test_unknown_tool_lists_the_hermes_ones() -> None:
     with pytest.raises(ConfigError) as info:
         loads(AGENT.format(runtime="hermes", tools='"webb"'), "hermesd.toml")
     assert all(f'"{tool}"' in info.value.message for tool in ("web", "delegation", "code_execution"))
+
+
+def test_hermes_agent_may_name_any_other_hermes_toolset() -> None:
+    config = loads(AGENT.format(runtime="hermes", tools='"hermes:vision", "hermes:image_gen"'))
+    assert config.worker_spec("a").tools == ("memory", "hermes:vision", "hermes:image_gen")
+
+
+def test_hermes_toolset_for_another_runtime_names_the_entry() -> None:
+    with pytest.raises(ConfigError) as info:
+        loads(AGENT.format(runtime="openai", tools='"hermes:vision"'), "hermesd.toml")
+    assert (info.value.line, info.value.key) == (7, "agents.a.tools[1]")
+    assert 'is a tool of runtime = "hermes" only' in info.value.message
+
+
+def test_unknown_tool_says_hermes_toolsets_are_named_hermes_colon_name() -> None:
+    with pytest.raises(ConfigError) as info:
+        loads(AGENT.format(runtime="hermes", tools='"vision"'), "hermesd.toml")
+    assert (info.value.line, info.value.key) == (7, "agents.a.tools[1]")
+    assert 'or "hermes:TOOLSET", got "vision"' in info.value.message

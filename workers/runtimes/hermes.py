@@ -59,7 +59,7 @@ class HermesRuntime:
         home.state.db.executescript(SCHEMA)
         home.scheduler = hermes_cron.HermesCron(home)  # also runs the profile's cron/jobs.json
         hermes_tools.register()
-        self._toolsets = [TOOLSETS[name] for name in home.spec.tools if name in TOOLSETS]
+        self._toolsets = [t for t in map(_toolset, home.spec.tools) if t is not None]
         self._toolsets += ALWAYS
         self._offered: set[str] = set()  # the tool names hermes-agent offered at the last turn
         self._reported: set[str] = set()  # hermesd tools logged as unavailable
@@ -118,7 +118,7 @@ class HermesRuntime:
         from toolsets import resolve_toolset
 
         for name in self._home.spec.tools:
-            toolset = TOOLSETS.get(name)
+            toolset = _toolset(name)
             if toolset is None or name in self._reported:
                 continue
             if not set(resolve_toolset(toolset)) & self._offered:
@@ -258,6 +258,12 @@ class HermesRuntime:
             if process["status"] == "running":
                 process_registry.kill_process(process["session_id"], source="hermesd /stop")
         return "Stopping."
+
+
+def _toolset(tool: str) -> str | None:
+    """The hermes toolset a hermesd tool name enables: TOOLSETS, or the NAME of
+    `hermes:NAME` (any other of hermes' toolsets, see hermesd.config.HERMES_TOOLSET)."""
+    return TOOLSETS.get(tool) or (tool.removeprefix("hermes:") if tool.startswith("hermes:") else None)
 
 
 def _agent(provider: dict[str, Any], toolsets: list[str], db: Any, session_id: str,
