@@ -3,7 +3,9 @@
 Each conversation with something to send has one task and a queue, so replies keep their
 order within a conversation while a slow or rate-limited conversation holds up no other.
 A reply is marked delivered in the spool once the adapter has it, and its message is acked
-when that was its last reply (DESIGN §5).  The adapter is looked up for each reply, so a
+when that was its last reply (DESIGN §5).  A reply sent in parts records each part the
+platform accepted, and a delivery cut short (a crash, a reload restarting its platform)
+goes on from the next part: a user sees at most the part in flight twice.  The adapter is looked up for each reply, so a
 platform restarted by a reload gets the replies from then on; while a platform is stopped
 its replies stay in the outbox, and `resend` queues them once it runs again.
 """
@@ -11,13 +13,14 @@ its replies stay in the outbox, and `resend` queues them once it runs again.
 from __future__ import annotations
 
 from collections import deque
+from functools import partial
 
 import anyio
 import msgspec
 from anyio.abc import TaskGroup, TaskStatus
 
 from hermesd import log
-from hermesd.platforms import Adapter
+from hermesd.platforms import Adapter, Sending
 from hermesd.spool import Outgoing, Spool, SpoolUnavailable
 
 RETRY_MAX = 60.0  # seconds between attempts at an adapter that keeps failing
@@ -150,15 +153,27 @@ class Deliveries:
             if not self._conversations:
                 self._empty.set()
 
+    def _parts_sent(self, reply: Outgoing, count: int) -> None:
+        try:
+            self._spool.parts_sent(reply, count)
+        except SpoolUnavailable:
+            pass  # the part went out all the same; only a crash before the reply is done resends it
+
     async def _deliver_item(self, adapter: Adapter, item: Outbound) -> None:
         if isinstance(item, Finished):
             await adapter.finished(item.msg_id, item.session_key, item.error)
             return
         if isinstance(item, Resend):
-            if self._spool.is_delivered(item.reply):
-                return
             item = item.reply
-        if not await adapter.deliver(item):
+        parts_sent = self._spool.progress(item)  # read now: an earlier attempt may have sent some
+        if parts_sent is None:
+            return  # delivered meanwhile (it was queued again, for a client that came back)
+        if parts_sent:
+            log.info("reply_resumed", platform=item.platform, session=item.session_key,
+                     agent=item.agent, from_part=parts_sent + 1)
+        sending = Sending(**msgspec.structs.asdict(item), parts_sent=parts_sent,
+                          sent=partial(self._parts_sent, item))
+        if not await adapter.deliver(sending):
             return  # nobody to take it now: it stays in the outbox
         try:
             acked = self._spool.delivered(item)

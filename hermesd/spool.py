@@ -9,6 +9,9 @@ Life of a message:
 At start the daemon redelivers every PENDING message (workers drop the ones they already
 ran) and every undelivered reply.  ACKED rows are kept a while so that a platform
 re-sending an update it already gave us (same `external_id`) is recognised, then pruned.
+A reply a platform takes in several parts (text chunks, then files) keeps in `parts_sent`
+how many of them it has accepted, so a delivery cut short (a crash, a platform restarted
+by a reload) goes on from the next part instead of sending the first ones again.
 Beside the messages, `read_position` keeps per place (a Discord channel) the newest
 platform id read there: where to read back from what was said while disconnected.
 
@@ -98,6 +101,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     text         TEXT NOT NULL,
     files        TEXT,
     delivered_at REAL,
+    parts_sent   INTEGER NOT NULL DEFAULT 0,
     UNIQUE (msg_id, seq)
 );
 CREATE INDEX IF NOT EXISTS outbox_open ON outbox (reply_id) WHERE delivered_at IS NULL;
@@ -148,6 +152,7 @@ class Spool:
             "SELECT 1 FROM sqlite_master WHERE name = 'inbound'"
         ).fetchone() is None
         self._db.executescript(_SCHEMA)
+        self._migrate()
         if fresh:
             # Message ids start at the creation time in microseconds, so a spool that is
             # deleted and recreated never reuses an id a worker remembers as handled.
@@ -155,6 +160,14 @@ class Spool:
                 "INSERT INTO sqlite_sequence (name, seq) VALUES ('inbound', ?)",
                 (time.time_ns() // 1000,),
             )
+
+    def _migrate(self) -> None:
+        """Bring a spool.db made by an earlier version up to this schema (CREATE TABLE IF
+        NOT EXISTS leaves an existing table as it was).  Each step adds what is missing, so
+        running them again changes nothing."""
+        outbox = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+        if "parts_sent" not in outbox:  # before replies were resumed part by part
+            self._db.execute("ALTER TABLE outbox ADD COLUMN parts_sent INTEGER NOT NULL DEFAULT 0")
 
     # ---------------------------------------------------------------- health
 
@@ -318,12 +331,23 @@ class Spool:
         )
         return [_outgoing(row) for row in rows]
 
-    def is_delivered(self, reply: Outgoing) -> bool:
-        """For a reply queued again (a client came back): was an earlier copy delivered?"""
+    def progress(self, reply: Outgoing) -> int | None:
+        """How many parts of the reply the platform has accepted so far, read just before
+        a delivery; None once it is delivered (a reply queued again, for a client that came
+        back, may have been delivered meanwhile) or gone."""
         row = self._db.execute(
-            "SELECT delivered_at IS NOT NULL FROM outbox WHERE reply_id = ?", (reply.reply_id,)
+            "SELECT delivered_at IS NOT NULL, parts_sent FROM outbox WHERE reply_id = ?",
+            (reply.reply_id,),
         ).fetchone()
-        return row is None or bool(row[0])
+        return None if row is None or row[0] else row[1]
+
+    def parts_sent(self, reply: Outgoing, count: int) -> None:
+        """The platform has accepted the reply's first `count` parts.  One small UPDATE of
+        one row (a WAL append, no fsync), made after every part."""
+        with self._writing():
+            self._db.execute(
+                "UPDATE outbox SET parts_sent = ? WHERE reply_id = ?", (count, reply.reply_id)
+            )
 
     def delivered(self, reply: Outgoing) -> bool:
         """Mark a reply delivered; returns True if that acked its message."""

@@ -3,11 +3,14 @@
 An adapter knows nothing of routing, storage or workers.  It gets an `Inbox` to put what
 users say into (durably, before it acknowledges anything to the platform), and the daemon
 calls `deliver` for every reply and `finished` when a message has been fully answered,
-in the order the worker produced them.
+in the order the worker produced them.  A reply a platform takes in several parts says
+through `Sending` which parts went out before, so a delivery cut short is resumed, not
+repeated.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -15,6 +18,17 @@ from anyio.abc import TaskStatus
 
 from hermesd.routing import Route
 from hermesd.spool import Inbound, Incoming, Outgoing
+
+
+class Sending(Outgoing, frozen=True, kw_only=True):
+    """A reply as `deliver` gets it.  An adapter that sends it in parts (text chunks, then
+    files; the chunks cut the same way every time) skips the first `parts_sent`, which
+    went out before a crash or a restart cut its delivery short, and calls `sent(n)` once
+    the platform has accepted the first n, so the next attempt skips those too.  An
+    adapter that sends a reply as one piece ignores both."""
+
+    parts_sent: int = 0
+    sent: Callable[[int], None]
 
 
 class Inbox(Protocol):
@@ -86,7 +100,7 @@ class Adapter(Protocol):
         """Stop taking new messages (the daemon is draining); replies still go out."""
         ...
 
-    async def deliver(self, reply: Outgoing) -> bool:
+    async def deliver(self, reply: Sending) -> bool:
         """Send one reply.  False = could not deliver now; it stays in the outbox."""
         ...
 

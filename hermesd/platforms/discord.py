@@ -19,11 +19,11 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from hermesd import attachments, log
 from hermesd.config import ConfigError, DiscordConfig
-from hermesd.platforms import Directory, Inbox, Skip, permitted
+from hermesd.platforms import Directory, Inbox, Sending, Skip, permitted
 from hermesd.platforms.discord_catchup import CatchUp
 from hermesd.platforms.formatting import split, utf16_len
 from hermesd.platforms.typing_indicator import TypingIndicator
-from hermesd.spool import Incoming, Outgoing, SpoolUnavailable
+from hermesd.spool import Incoming, SpoolUnavailable
 
 NAME = "discord"
 MAX_CHARS = 2000
@@ -289,14 +289,15 @@ class DiscordPlatform:
             target = self._dm_channels[target]
         return self._client.get_channel(target) or self._client.get_partial_messageable(target)
 
-    async def deliver(self, reply: Outgoing) -> bool:
-        """Parts of at most 2,000 characters, then the files.  discord.py waits out 429s;
-        after another failure the reply goes on from the part that failed.  A channel that
-        is gone or forbidden will not come back, so that reply is dropped; so is a file the
-        server refuses as too large (413)."""
+    async def deliver(self, reply: Sending) -> bool:
+        """Parts of at most 2,000 characters, then the files, from the first part not sent
+        before (`split` cuts the same text the same way every time).  discord.py waits out
+        429s; after another failure the reply goes on from the part that failed.  A channel
+        that is gone or forbidden will not come back, so that reply is dropped; so is a file
+        the server refuses as too large (413)."""
         texts = split(reply.text, MAX_CHARS, measure=utf16_len) if reply.text.strip() else []
         parts = [(False, text) for text in texts] + [(True, path) for path in reply.files]
-        done, delay = 0, 1.0
+        done, delay = reply.parts_sent, 1.0
         while done < len(parts):
             await self._connected.wait()
             try:
@@ -307,6 +308,7 @@ class DiscordPlatform:
                     else:
                         await channel.send(part)
                     done += 1
+                    reply.sent(done)
             except (discord.Forbidden, discord.NotFound) as exc:
                 log.error("discord_undeliverable", agent=reply.agent, session=reply.session_key, error=str(exc))
                 return True
@@ -315,6 +317,7 @@ class DiscordPlatform:
                     log.error("discord_undeliverable", agent=reply.agent, session=reply.session_key,
                               error=f"part {done + 1} too large: {exc}")
                     done += 1
+                    reply.sent(done)
                     continue
                 log.warning("discord_send_failed", agent=reply.agent, session=reply.session_key,
                             error=str(exc), retry_in=f"{delay:.0f}")

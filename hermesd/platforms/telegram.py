@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +37,12 @@ from telegram.warnings import PTBUserWarning
 
 from hermesd import attachments, log
 from hermesd.config import ConfigError, TelegramConfig
-from hermesd.platforms import Directory, Inbox, permitted
+from hermesd.platforms import Directory, Inbox, Sending, permitted
 from hermesd.platforms import telegram_updates as updates
 from hermesd.platforms.formatting import render
 from hermesd.platforms.typing_indicator import TypingIndicator
 from hermesd.ratelimit import FloodGate
-from hermesd.spool import Incoming, Outgoing, SpoolUnavailable
+from hermesd.spool import Incoming, SpoolUnavailable
 
 NAME = "telegram"
 POLL_TIMEOUT = 25  # seconds a getUpdates call waits for news
@@ -251,24 +252,29 @@ class TelegramPlatform:
 
     # ---------------------------------------------------------------- replies out
 
-    async def deliver(self, reply: Outgoing) -> bool:
+    async def deliver(self, reply: Sending) -> bool:
+        """The text's chunks, then the files; from the first part not sent before (`render`
+        cuts the same text the same way every time)."""
         await self._ready.wait()
-        chunks = render(reply.text) if reply.text.strip() else []
-        return await self._send(reply.session_key, reply.agent, chunks, reply.files)
+        parts: list[tuple[str, str] | str] = [*(render(reply.text) if reply.text.strip() else []),
+                                              *reply.files]
+        return await self._send(reply.session_key, reply.agent, parts, first=reply.parts_sent,
+                                sent=reply.sent)
 
     async def finished(self, msg_id: int, session_key: str, error: str | None) -> None:
         self._typing.stop(session_key)
 
     async def _send(
-        self, session_key: str, agent: str, chunks: list[tuple[str, str]], files: tuple[str, ...] = ()
+        self, session_key: str, agent: str, parts: list[tuple[str, str] | str], first: int = 0,
+        sent: Callable[[int], None] | None = None,
     ) -> bool:
-        """Send every chunk, then every file, waiting for the flood gate; True once Telegram
-        has them all, or when it refuses for good (chat gone, bot blocked): retrying would
-        not help."""
+        """Send the parts from `first` on, chunks as (html, plain) and files as paths,
+        waiting for the flood gate, and say through `sent` how many are out after each;
+        True once Telegram has them all, or when it refuses for good (chat gone, bot
+        blocked): retrying would not help."""
         assert self._bot is not None
         chat, thread = updates.destination(session_key)
-        parts: list[tuple[str, str] | str] = [*chunks, *files]
-        for part in parts:
+        for number, part in enumerate(parts[first:], first + 1):
             delay = 1.0
             while True:
                 await self._gate.wait(agent, chat)
@@ -288,6 +294,8 @@ class TelegramPlatform:
                                 error=str(exc), retry_in=f"{delay:.0f}")
                     await anyio.sleep(delay)
                     delay = min(delay * 2, 60.0)
+            if sent is not None:
+                sent(number)
         return True
 
     async def _send_one(self, chat: int, thread: int | None, html: str, plain: str) -> None:

@@ -287,12 +287,14 @@ class FakeDiscord:
         gateway (or a change of Discord's payloads) might send one."""
         self._dispatch(event, data, 0)
 
-    def fail(self, method: str, path_regex: str, status: int = 429, retry_after: float = 1.0, times: int = 1) -> None:
+    def fail(self, method: str, path_regex: str, status: int = 429, retry_after: float = 1.0, times: int = 1,
+             after: int = 0) -> None:
         """Answer the next ``times`` calls matching method ("*": any) and path (re.search on the full path)
-        with an error; a 429 has the body and headers that make discord.py wait ``retry_after``, then retry."""
+        with an error, once ``after`` matching calls went through (a reply's first part, not its second);
+        a 429 has the body and headers that make discord.py wait ``retry_after``, then retry."""
         with self.cond:
             self.fails.append({"method": method.upper(), "regex": path_regex, "status": status,
-                               "retry_after": retry_after, "times": times})
+                               "retry_after": retry_after, "times": times, "after": after})
 
     def calls(self) -> list[Json]:
         """Every request (REST, gateway connections, downloads): method, path, query, json, files, time, status."""
@@ -452,7 +454,10 @@ class FakeDiscord:
         with self.cond:
             if rule := next((f for f in self.fails if f["method"] in (method, "*") and f["times"] > 0
                              and re.search(f["regex"], request.path)), None):
-                rule["times"] -= 1
+                if rule["after"] > 0:  # this call still goes through
+                    rule["after"], rule = rule["after"] - 1, None
+                else:
+                    rule["times"] -= 1
         try:
             if rule and rule["status"] == 429:
                 call["status"], retry = 429, rule["retry_after"]  # without Via discord.py assumes a Cloudflare ban

@@ -143,14 +143,15 @@ class FakeTelegram(ThreadedServer):
                     return [item for _, item in pending[:limit]]
                 self.cond.wait(left)
 
-    def fail(self, method: str, *responses: Json) -> None:
-        """Script the next answers of a method ("*": any method) as errors, one used per call."""
+    def fail(self, method: str, *responses: Json, after: int = 0) -> None:
+        """Script the next answers of a method ("*": any method) as errors, one used per call;
+        ``after``: let that many calls through first (a reply's first part, not its second)."""
         good = all(isinstance(r, dict) and set(r) <= FAIL_KEYS and isinstance(r.get("error_code"), int)
                    for r in responses)
         if not responses or not good:  # reject typos loudly instead of silently succeeding
             raise TypeError(f"bad responses {list(responses)!r}: need error_code, keys from {sorted(FAIL_KEYS)}")
         with self.cond:
-            self.fails.setdefault(method, deque()).extend(responses)
+            self.fails.setdefault(method, deque()).extend([None] * after + list(responses))
 
     def calls(self, method: str | None = None, sent: bool = False) -> list[Json]:
         """Recorded API calls (token, method, params, time, status); ``sent``: send* that succeeded."""
@@ -344,8 +345,8 @@ class _Handler(QuietHandler):
             queued = fake.queue(*updates, token=body.get("token") if wrapped else None)
             self._send(200, {"queued": len(queued), "updates": queued})
         elif route == ("POST", "/_fail"):  # {"method": ..., "responses": [...]} or one response inline
-            steps = body.get("responses", [{k: v for k, v in body.items() if k != "method"}])
-            fake.fail(str(body.get("method", "*")), *steps)
+            steps = body.get("responses", [{k: v for k, v in body.items() if k not in ("method", "after")}])
+            fake.fail(str(body.get("method", "*")), *steps, after=int(body.get("after", 0)))
             self._send(200, {"queued": len(steps)})
         elif route == ("POST", "/_files"):
             data = base64.b64decode(body["base64"]) if "base64" in body else str(body.get("text", "")).encode()

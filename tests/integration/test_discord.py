@@ -215,3 +215,21 @@ def test_malformed_gateway_event_costs_a_reconnect_not_the_platform(daemon: Daem
     fake.channel_message(GUILD, GENERAL, ALICE, "still there?", mention_bot=True)
     wait_for(lambda: replies(fake, GENERAL) == ["a: still there?"], what="answer after the reconnect")
     assert "discord_connect_failed" in daemon.log()
+
+
+def test_reply_cut_short_by_a_crash_goes_on_from_its_next_part(daemon: Daemon, fake: FakeDiscord) -> None:
+    """A reply in three parts: the first is out, the second waits out a long 429 when
+    hermesd is killed.  After the restart the channel has each part once, in order."""
+    words = [f"w{i}" for i in range(1000)]  # "a: w0 w1 ...": 4,892 characters
+    start(daemon, fake)
+    fake.fail("POST", rf"/channels/{GENERAL}/messages$", retry_after=60, after=1)
+    fake.channel_message(GUILD, GENERAL, ALICE, " ".join(words), mention_bot=True)
+    wait_for(lambda: any(c["status"] == 429 for c in fake.calls()), what="the second part held")
+    daemon.kill()
+    daemon.start()
+    wait_for(lambda: replies(fake, GENERAL) and replies(fake, GENERAL)[-1].endswith("w999"), timeout=20,
+             what="the last part")
+    time.sleep(0.5)  # a part sent twice would show up by now
+    parts = replies(fake, GENERAL)
+    assert len(parts) == 3 and " ".join(parts).split() == ["a:", *words]
+    assert "reply_resumed" in daemon.log() and "from_part=2" in daemon.log()

@@ -220,3 +220,21 @@ def test_reload_removing_discord_closes_its_gateway_connection(daemon: Daemon, d
 
     wait_for(closed, what="gateway socket closed")
     assert daemon.send("local:x", "local still works") == "a: local still works\n"
+
+
+def test_reply_cut_short_by_a_telegram_restart_goes_on_from_its_next_part(
+    daemon: Daemon, telegram: FakeTelegram
+) -> None:
+    """The restart cancels a reply whose second part waits out a 429 longer than the
+    restart's grace (stop_timeout); the new bot sends the parts the old one had not."""
+    words = [f"w{i}" for i in range(1000)]  # "a: w0 w1 ...": 4,892 characters, two parts
+    start_with_telegram(daemon, telegram)
+    telegram.fail("sendMessage", {"error_code": 429, "retry_after": 60}, after=1)
+    telegram.private_message(ALICE, " ".join(words))
+    wait_for(lambda: any(c["status"] == 429 for c in telegram.calls("sendMessage")), what="the second part held")
+    configure(daemon, telegram_table(daemon, telegram, allowed=f"[{ALICE}, {STRANGER}]"))
+    reload(daemon)
+    wait_for(lambda: texts(telegram, ALICE)[-1].endswith("w999"), timeout=20, what="the last part")
+    time.sleep(1.5)  # a part sent twice would show up by now
+    parts = texts(telegram, ALICE)
+    assert len(parts) == 2 and " ".join(parts).split() == ["a:", *words]

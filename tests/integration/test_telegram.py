@@ -261,3 +261,20 @@ def test_message_sent_while_the_daemon_drains_stays_with_telegram_and_is_answere
     daemon.start()
     wait_for(lambda: any("sent while draining" in t for t in texts(fake, FORUM)), timeout=20,
              what="the message sent while draining answered after the restart")
+
+
+def test_reply_cut_short_by_a_crash_goes_on_from_its_next_part(daemon: Daemon, fake: FakeTelegram) -> None:
+    """A reply in three parts: the first is out, the second waits out a long 429 when
+    hermesd is killed.  After the restart the user has each part once, in order."""
+    words = [f"w{i}" for i in range(2000)]  # "a: w0 w1 ...": 10,892 characters
+    start(daemon, fake)
+    fake.fail("sendMessage", {"error_code": 429, "retry_after": 60}, after=1)
+    fake.private_message(ALICE, " ".join(words))
+    wait_for(lambda: any(c["status"] == 429 for c in fake.calls("sendMessage")), what="the second part held")
+    daemon.kill()
+    daemon.start()
+    wait_for(lambda: texts(fake, ALICE)[-1].endswith("w1999"), timeout=20, what="the last part")
+    time.sleep(1.5)  # a part sent twice would show up by now
+    parts = texts(fake, ALICE)
+    assert len(parts) == 3 and " ".join(parts).split() == ["a:", *words]
+    assert "reply_resumed" in daemon.log() and "from_part=2" in daemon.log()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from hermesd.spool import Incoming, Spool
@@ -94,3 +95,29 @@ def test_read_position_only_moves_forward_and_survives_reopening(tmp_path: Path)
     spool.advance("telegram", "101", 900)
     spool.close()
     assert Spool(tmp_path / "spool.db").read_positions("discord") == {"101": 500, "102": 7}
+
+
+def test_parts_sent_survive_reopening_and_end_with_delivery(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    stored = reply(spool, put(spool))
+    assert spool.progress(stored) == 0
+    spool.parts_sent(stored, 2)
+    spool.close()
+    reopened = Spool(tmp_path / "spool.db")
+    assert reopened.progress(stored) == 2
+    reopened.delivered(stored)
+    assert reopened.progress(stored) is None  # delivered: nothing left to send
+
+
+def test_spool_from_before_parts_were_counted_is_migrated(tmp_path: Path) -> None:
+    """A spool.db written by a version without `parts_sent` keeps its replies, which start
+    from their first part."""
+    spool = Spool(tmp_path / "spool.db")
+    stored = reply(spool, put(spool))
+    spool.close()
+    with sqlite3.connect(tmp_path / "spool.db") as db:  # the outbox as that version made it
+        db.execute("ALTER TABLE outbox DROP COLUMN parts_sent")
+    migrated = Spool(tmp_path / "spool.db")
+    assert [r.text for r in migrated.undelivered()] == ["r0"] and migrated.progress(stored) == 0
+    migrated.parts_sent(stored, 1)
+    assert migrated.progress(stored) == 1
