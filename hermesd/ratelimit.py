@@ -98,6 +98,12 @@ class FloodGate:
             chat = self._chats.setdefault(chat_id, _Chat())
             chat.hold = max(chat.hold, until)  # sleepers just sleep again when they re-check
 
+    def held(self, chat_id: int) -> bool:
+        """Whether a 429 says to wait now, for everything or for `chat_id`: a courtesy call
+        outside the gate ("typing…") is skipped then, rather than sent into the limit."""
+        now, chat = self._clock(), self._chats.get(chat_id)
+        return self._hold > now or (chat is not None and chat.hold > now)
+
     def waiting(self) -> int:
         """How many coroutines are waiting in `wait()` now (for status and tests)."""
         return sum(len(queue) for queue in self._queues.values())

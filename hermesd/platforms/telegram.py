@@ -327,6 +327,13 @@ class TelegramPlatform:
             self._typing.start(self._tasks, session_key)
 
     async def _send_typing(self, session_key: str) -> None:
+        """Outside the flood gate (it must not take a reply's place), but not while a 429
+        holds the chat, and a 429 it gets holds the chat's replies too."""
         assert self._bot is not None
         chat, thread = updates.destination(session_key)
-        await self._bot.send_chat_action(chat, ChatAction.TYPING, message_thread_id=thread)
+        if self._gate.held(chat):
+            return
+        try:
+            await self._bot.send_chat_action(chat, ChatAction.TYPING, message_thread_id=thread)
+        except RetryAfter as exc:
+            self._gate.retry_after(chat, _seconds(exc.retry_after))

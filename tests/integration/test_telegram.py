@@ -278,3 +278,15 @@ def test_reply_cut_short_by_a_crash_goes_on_from_its_next_part(daemon: Daemon, f
     parts = texts(fake, ALICE)
     assert len(parts) == 3 and " ".join(parts).split() == ["a:", *words]
     assert "reply_resumed" in daemon.log() and "from_part=2" in daemon.log()
+
+
+def test_a_429_on_typing_holds_the_chat_and_no_more_typing_is_sent(daemon: Daemon, fake: FakeTelegram) -> None:
+    """Typing… goes outside the flood gate, but a 429 it gets is obeyed: the reply waits it
+    out, and no typing is sent into it."""
+    start(daemon, fake, agents=three_agents(a_delay=2.5))
+    fake.fail("sendChatAction", {"error_code": 429, "retry_after": 3})
+    fake.topic_message(FORUM, 10, ALICE, "think first", mention=True)
+    wait_for(lambda: texts(fake, FORUM), what="answer")
+    (typing,) = fake.calls("sendChatAction")  # the one that got the 429; none after it
+    (reply,) = fake.sent("sendMessage")
+    assert reply["time"] - typing["time"] >= 3.0

@@ -221,3 +221,16 @@ async def test_limits_hold_with_waiters_cancelled_at_random() -> None:
         assert_at_most(log.times(chat), 1, limits.per_chat_interval)
     for chat in (-1, -2):
         assert_at_most(log.times(chat), limits.group_per_minute, limits.group_window)
+
+
+async def test_held_says_whether_a_429_holds_that_chat_now() -> None:
+    now = [100.0]
+    gate = FloodGate(clock=lambda: now[0])
+    gate.retry_after(1, 5.0)
+    assert gate.held(1) and not gate.held(2)
+    gate.retry_after(None, 2.0)
+    assert gate.held(2)
+    now[0] = 103.0
+    assert gate.held(1) and not gate.held(2)
+    now[0] = 106.0
+    assert not gate.held(1)
