@@ -24,7 +24,8 @@ import tempfile
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, Self
@@ -94,9 +95,22 @@ def kill_processes(procs: list[psutil.Process]) -> None:
 # ----------------------------------------------------------------------------- daemon
 
 
+@contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and the time limit (`guard`) wait until the block ends: a clean-up
+    cut half-way by a second Ctrl-C would leave processes running."""
+    stops = {signal.SIGINT, signal.SIGTERM, signal.SIGALRM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class Started:
     """A context manager over `start()` and `stop()`: entering starts (stopping again if
-    starting fails half-way), leaving stops, whatever happened in between."""
+    starting fails half-way), leaving stops, whatever happened in between; a stop is
+    never interrupted (`uninterrupted`)."""
 
     def start(self) -> None:
         raise NotImplementedError
@@ -108,12 +122,14 @@ class Started:
         try:
             self.start()
         except BaseException:
-            self.stop()
+            with uninterrupted():
+                self.stop()
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        with uninterrupted():
+            self.stop()
 
 
 class Daemon(Started):
