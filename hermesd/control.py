@@ -39,7 +39,7 @@ class Control:
         connection = unixsock.FramedConnection(stream, protocol.ControlRequest, protocol.ControlReply,
                                                max_frame=MAX_REQUEST)
         async with stream:
-            refusal = unixsock.peer_refusal(stream, self.service.supervisor.worker_pids())
+            refusal = unixsock.peer_refusal(stream)
             if refusal:
                 log.warning("control_refused", reason=refusal)
                 await connection.refuse(protocol.ControlReply(False, error=f"permission denied: {refusal}"))

@@ -68,7 +68,7 @@ class Service:
 
     def _build_adapter(self, name: str, previous: Adapter | None = None) -> Adapter | None:
         """The platform's adapter as the configuration now says (None: it is off)."""
-        return host.build(name, self.cfg, self.messages, self.supervisor.worker_pids, previous)
+        return host.build(name, self.cfg, self.messages, previous)
 
     # ---------------------------------------------------------------- main loop
 

@@ -79,10 +79,6 @@ class Supervisor:
             task_status.started()
             await anyio.sleep_forever()
 
-    def worker_pids(self) -> set[int]:
-        """The live workers' pids, which are also their session ids (see unixsock)."""
-        return {slot.pid for slot in self.slots.values() if slot.pid is not None}
-
     # ---------------------------------------------------------------- lifecycle verbs
 
     def add(self, spec: protocol.WorkerSpec) -> Slot:

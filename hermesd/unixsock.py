@@ -9,7 +9,7 @@ import pwd
 import socket
 import struct
 from collections import deque
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,19 +51,20 @@ async def serve(
         await listener.serve(guarded)
 
 
-def peer_refusal(stream: SocketStream, worker_pids: Collection[int]) -> str | None:
+def peer_refusal(stream: SocketStream) -> str | None:
     """Why this peer may not talk to us, or None.  Allowed: root, our own uid, and members
     of our group (the file mode already says so; SO_PEERCRED makes it hold even if the
-    socket file's mode or owner is changed) -- unless it is an agent worker or something a
-    worker started.  Workers run with our uid when no `[daemon] user` is set, but must not
-    stop other agents or talk to them behind the router; each worker calls setsid(), so
-    its session id, inherited by every process it starts, is its pid."""
+    socket file's mode or owner is changed) -- unless it descends from this daemon: an
+    agent worker or anything a worker started.  Workers run with our uid when no
+    `[daemon] user` is set, but must not stop other agents or talk to them behind the
+    router.  Ancestry cannot be shed: the daemon is a child subreaper, so a process that
+    leaves its session and is orphaned (setsid, double fork) is reparented to the daemon."""
     sock: socket.socket = stream.extra(SocketAttribute.raw_socket)
     pid, uid, gid = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
     try:
-        if os.getsid(pid) in worker_pids:
+        if descends_from(pid, os.getpid()):
             return "connections from agent workers are not accepted"
-    except ProcessLookupError:
+    except OSError:
         return f"peer process {pid} is gone"
     our_gid = os.getgid()
     if uid in (0, os.getuid()) or gid == our_gid:
@@ -75,6 +76,23 @@ def peer_refusal(stream: SocketStream, worker_pids: Collection[int]) -> str | No
     except KeyError:
         pass
     return f"uid {uid} is not root, uid {os.getuid()} or in group {our_gid}"
+
+
+MAX_DEPTH = 256
+"""Parents looked at; far deeper than any real process tree."""
+
+
+def descends_from(pid: int, ancestor: int) -> bool:
+    """Whether process `pid` is a descendant of `ancestor` (its parents, read from /proc).
+    Raises OSError when a process of the chain is gone."""
+    for _ in range(MAX_DEPTH):
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            pid = int(stat.read().rpartition(b")")[2].split()[1])  # after the name: state, ppid
+        if pid == ancestor:
+            return True
+        if pid <= 1:
+            return False
+    return False
 
 
 class FramedConnection:

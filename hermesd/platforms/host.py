@@ -56,7 +56,7 @@ def _rotated(settings: object, running: str | None) -> bool:
         return False  # unreadable now: the bot keeps the token it has rather than go without
 
 
-def build(name: str, cfg: config.Config, messages: Messages, worker_pids: Callable[[], set[int]],
+def build(name: str, cfg: config.Config, messages: Messages,
           previous: Adapter | None = None) -> Adapter | None:
     """The adapter `cfg` asks for, or None when the platform is off.  `previous` is the one
     it replaces, for what must carry over (Telegram's update offset).  Bot libraries are
@@ -72,7 +72,7 @@ def build(name: str, cfg: config.Config, messages: Messages, worker_pids: Callab
         return discord.DiscordPlatform(cfg.platforms.discord, messages, messages)
     if name == "local" and cfg.platforms.local.enabled:
         path = Path(cfg.platforms.local.socket or Path(cfg.daemon.runtime_dir) / "local.sock")
-        return local.LocalPlatform(path, messages, worker_pids)
+        return local.LocalPlatform(path, messages)
     return None
 
 

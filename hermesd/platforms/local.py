@@ -8,7 +8,6 @@ message sent before a restart is answered to whoever reconnects to its conversat
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Collection
 from pathlib import Path
 
 import anyio
@@ -24,10 +23,9 @@ NAME = "local"
 class LocalPlatform:
     name = NAME
 
-    def __init__(self, path: Path, inbox: Inbox, worker_pids: Callable[[], Collection[int]]) -> None:
+    def __init__(self, path: Path, inbox: Inbox) -> None:
         self.path = path
         self._inbox = inbox
-        self._worker_pids = worker_pids  # refused as peers: agents talk through the router
         self._attached: defaultdict[str, set[unixsock.FramedConnection]] = defaultdict(set)
         self._intake_open = True
 
@@ -68,7 +66,7 @@ class LocalPlatform:
         connection = unixsock.FramedConnection(stream, protocol.LocalFrame, protocol.LocalFrame)
         keys: set[str] = set()
         async with stream:
-            refusal = unixsock.peer_refusal(stream, self._worker_pids())
+            refusal = unixsock.peer_refusal(stream)
             if refusal:
                 log.warning("local_refused", reason=refusal)
                 await connection.refuse(protocol.LocalError(f"permission denied: {refusal}"))

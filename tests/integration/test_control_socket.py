@@ -1,5 +1,6 @@
 """The control socket holds up against clients that misbehave: an oversized request is
-refused before it is read, and a client that goes quiet mid-request is disconnected."""
+refused before it is read, a client that goes quiet mid-request is disconnected, and a
+process an agent started is refused however it hides."""
 
 from __future__ import annotations
 
@@ -45,3 +46,12 @@ def test_client_silent_mid_request_is_disconnected(daemon: Daemon) -> None:
         assert read_all(sock) == b""  # closed by the daemon, not by us
     assert "control_timeout" in daemon.log()
     assert daemon.status() is not None
+
+
+def test_a_process_an_agent_hid_in_a_new_session_is_refused(daemon: Daemon) -> None:
+    """It left the worker's session and was orphaned (setsid, double fork): the daemon, a
+    child subreaper, adopted it, so it still descends from the daemon."""
+    daemon.write_config('[agents.a]\nruntime = "python:tests.fakes.probe_runtime:make"\n')
+    daemon.start()
+    answer = daemon.send("local:probe", f"escape {daemon.socket}", "--agent", "a")
+    assert "connections from agent workers are not accepted" in answer
