@@ -89,8 +89,6 @@ CREATE TABLE IF NOT EXISTS inbound (
     error       TEXT,
     UNIQUE (platform, external_id)
 );
-CREATE INDEX IF NOT EXISTS inbound_open ON inbound (state, msg_id) WHERE state < 2;
-CREATE INDEX IF NOT EXISTS inbound_conversation ON inbound (session_key, platform, routed_to);
 CREATE TABLE IF NOT EXISTS outbox (
     reply_id     INTEGER PRIMARY KEY,
     msg_id       INTEGER NOT NULL,
@@ -104,7 +102,6 @@ CREATE TABLE IF NOT EXISTS outbox (
     parts_sent   INTEGER NOT NULL DEFAULT 0,
     UNIQUE (msg_id, seq)
 );
-CREATE INDEX IF NOT EXISTS outbox_open ON outbox (reply_id) WHERE delivered_at IS NULL;
 CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS read_position (
     platform TEXT NOT NULL,
@@ -113,6 +110,20 @@ CREATE TABLE IF NOT EXISTS read_position (
     PRIMARY KEY (platform, place)
 );
 """
+
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS inbound_open ON inbound (state, msg_id) WHERE state < 2;
+CREATE INDEX IF NOT EXISTS inbound_conversation ON inbound (session_key, platform, routed_to);
+CREATE INDEX IF NOT EXISTS outbox_open ON outbox (reply_id) WHERE delivered_at IS NULL;
+"""
+"""Made after `_migrate`: an index may name a column an earlier version's table lacks."""
+
+_ADDED_COLUMNS = {
+    "inbound": {"depth": "INTEGER NOT NULL DEFAULT 0", "routed_to": "TEXT"},
+    "outbox": {"files": "TEXT", "parts_sent": "INTEGER NOT NULL DEFAULT 0"},
+}
+"""Columns added to a table after its first version, with their definitions (a row from
+before gets the default: no hops, no agent known, no files, no part sent)."""
 
 _INBOUND_COLUMNS = "msg_id, platform, external_id, session_key, text, sender, agent, depth"
 _OUTGOING_COLUMNS = "reply_id, msg_id, seq, platform, session_key, agent, text, files"
@@ -153,6 +164,7 @@ class Spool:
         ).fetchone() is None
         self._db.executescript(_SCHEMA)
         self._migrate()
+        self._db.executescript(_INDEXES)
         if fresh:
             # Message ids start at the creation time in microseconds, so a spool that is
             # deleted and recreated never reuses an id a worker remembers as handled.
@@ -165,9 +177,11 @@ class Spool:
         """Bring a spool.db made by an earlier version up to this schema (CREATE TABLE IF
         NOT EXISTS leaves an existing table as it was).  Each step adds what is missing, so
         running them again changes nothing."""
-        outbox = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
-        if "parts_sent" not in outbox:  # before replies were resumed part by part
-            self._db.execute("ALTER TABLE outbox ADD COLUMN parts_sent INTEGER NOT NULL DEFAULT 0")
+        for table, columns in _ADDED_COLUMNS.items():
+            present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, definition in columns.items():
+                if name not in present:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
 
     # ---------------------------------------------------------------- health
 

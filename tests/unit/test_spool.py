@@ -121,3 +121,48 @@ def test_spool_from_before_parts_were_counted_is_migrated(tmp_path: Path) -> Non
     assert [r.text for r in migrated.undelivered()] == ["r0"] and migrated.progress(stored) == 0
     migrated.parts_sent(stored, 1)
     assert migrated.progress(stored) == 1
+
+
+FIRST_SCHEMA = """
+CREATE TABLE inbound (
+    msg_id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    platform    TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    session_key TEXT NOT NULL,
+    sender      TEXT NOT NULL,
+    agent       TEXT,
+    text        TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    state       INTEGER NOT NULL DEFAULT 0,
+    error       TEXT,
+    UNIQUE (platform, external_id)
+);
+CREATE INDEX inbound_open ON inbound (state, msg_id) WHERE state < 2;
+CREATE TABLE outbox (
+    reply_id     INTEGER PRIMARY KEY,
+    msg_id       INTEGER NOT NULL,
+    seq          INTEGER NOT NULL,
+    platform     TEXT NOT NULL,
+    session_key  TEXT NOT NULL,
+    agent        TEXT NOT NULL,
+    text         TEXT NOT NULL,
+    delivered_at REAL,
+    UNIQUE (msg_id, seq)
+);
+CREATE INDEX outbox_open ON outbox (reply_id) WHERE delivered_at IS NULL;
+INSERT INTO inbound (platform, external_id, session_key, sender, agent, text, received_at)
+    VALUES ('local', 'old-1', 'local:a', '', 'a', 'asked before the upgrade', 0);
+INSERT INTO outbox (msg_id, seq, platform, session_key, agent, text)
+    VALUES (1, 0, 'local', 'local:a', 'a', 'answered before the upgrade');
+"""
+"""spool.db as the first versions of hermesd made it (before message depths, routed agents,
+files with replies and parts sent)."""
+
+
+def test_spool_of_the_first_versions_opens_and_keeps_its_messages(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "spool.db") as db:
+        db.executescript(FIRST_SCHEMA)
+    spool = Spool(tmp_path / "spool.db")
+    assert [m.text for m in spool.pending()] == ["asked before the upgrade"]
+    assert [(r.text, r.files) for r in spool.undelivered()] == [("answered before the upgrade", ())]
+    assert put(spool, "new-1") > 1  # and it takes new ones
