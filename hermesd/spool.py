@@ -18,10 +18,21 @@ platform id read there: where to read back from what was said while disconnected
 SQLite in WAL mode with synchronous=NORMAL: a commit survives a crash of the process,
 which is the failure this guards against; calls are short and made from the event loop
 thread, which is cheaper than a hop to a worker thread for sub-millisecond writes.
+
+Each commit writes every page it changed to the WAL, and one message changes the same few
+pages (the newest rows of each table and index) in each of its writes.  So the writes that
+nothing outside the daemon depends on until a reply or a "done" goes out (put_reply,
+finish) are grouped: they join one open transaction, committed at the start of the next
+event-loop pass, by `commit()` (which whoever sends a reply or a "done" calls first), or
+by the next write that must be on disk at once (put_inbound, delivered ...), whichever
+comes first.  A crash before that commit loses only what the spool can get back: the
+message is still pending, and its worker, which recorded the turn, sends the same
+replies again when it is redelivered.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import time
@@ -32,7 +43,7 @@ from pathlib import Path
 
 import msgspec
 
-from hermesd import wal
+from hermesd import log, wal
 
 
 class SpoolUnavailable(Exception):
@@ -139,6 +150,9 @@ class Spool:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.fault: str | None = None  # why writes fail, until one succeeds again
+        self.rollbacks = 0  # failed writes that took the grouped writes with them
+        self._grouped = False  # the open transaction holds grouped writes
+        self._grouped_replies: list[int] = []  # msg_ids of the replies among them
         try:
             self._open()
         except (sqlite3.Error, OSError) as exc:
@@ -190,7 +204,7 @@ class Spool:
                           f"min_free_space is {min_free >> 10} KiB")
         elif self.fault is not None:
             try:
-                with self._writing():
+                with self._transaction():
                     self._db.execute("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (time.time(),))
                 self.fault = None
             except SpoolUnavailable:
@@ -204,12 +218,23 @@ class Spool:
         try:
             yield
         except sqlite3.OperationalError as exc:
-            if self._db.in_transaction:  # a failed COMMIT leaves it open
-                self._db.rollback()
             self.fault = f"cannot write {self.path}: {exc}"
+            if self._db.in_transaction:  # a failed COMMIT may leave it open
+                self._db.rollback()
+            if self._grouped:  # lost with it
+                self.rollbacks += 1
+                if self._grouped_replies:
+                    log.error("reply_not_stored", msg_ids=",".join(map(str, self._grouped_replies)),
+                              error=self.fault,
+                              consequence="the message is delivered again once the spool takes writes")
+            self._ended()
             raise SpoolUnavailable(self.fault) from None
 
     def close(self) -> None:
+        try:
+            self.commit()
+        except SpoolUnavailable:
+            pass  # lost with it: what the grouped writes recorded is done again (module docstring)
         try:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error:
@@ -222,7 +247,7 @@ class Spool:
         """Store a message before anything acts on it.  Returns the entry and whether it is
         new: a platform repeating an update (same `external_id`) gets the stored entry back.
         `routed_to` records which agent the conversation was given to (see has_conversation)."""
-        with self._writing():
+        with self._transaction():
             cursor = self._db.execute(
                 "INSERT INTO inbound (platform, external_id, session_key, sender, agent, depth,"
                 " routed_to, text, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -264,6 +289,11 @@ class Spool:
         rows = self._db.execute("SELECT text FROM outbox WHERE msg_id = ? ORDER BY seq", (msg_id,))
         return [row[0] for row in rows]
 
+    def acked(self, msg_id: int) -> bool:
+        """Is every reply of `msg_id` delivered (or was it pruned, long after)?"""
+        row = self._db.execute("SELECT state FROM inbound WHERE msg_id = ?", (msg_id,)).fetchone()
+        return row is None or row[0] == State.ACKED
+
     def open_messages(self, platform: str, session_key: str) -> list[int]:
         """Ids of this conversation's messages whose replies have not all been delivered."""
         rows = self._db.execute(
@@ -275,8 +305,9 @@ class Spool:
 
     def finish(self, msg_id: int, error: str | None = None) -> bool:
         """The worker is done with `msg_id`.  Returns True if that also acked it (no reply
-        is waiting for delivery).  One statement, so one implicit transaction."""
-        with self._writing():
+        is waiting for delivery).  A grouped write (module docstring): the caller sends
+        nothing that says so before `commit()`."""
+        with self._transaction(grouped=True):
             row = self._db.execute(
                 "UPDATE inbound SET error = ?, state = CASE WHEN EXISTS (SELECT 1 FROM outbox"
                 " WHERE msg_id = ? AND delivered_at IS NULL) THEN 1 ELSE 2 END"
@@ -295,7 +326,7 @@ class Spool:
 
     def advance(self, platform: str, place: str, position: int) -> None:
         """Record that `place` was read up to `position`; a lower one than stored changes nothing."""
-        with self._writing():
+        with self._transaction():
             self._db.execute(
                 "INSERT INTO read_position (platform, place, position) VALUES (?, ?, ?)"
                 " ON CONFLICT (platform, place) DO UPDATE SET position = excluded.position"
@@ -310,8 +341,9 @@ class Spool:
     ) -> Outgoing | None:
         """Store a reply for delivery to the conversation and platform its message came
         from (never to one the worker names: a worker cannot post elsewhere).  Returns None
-        for a (msg_id, seq) already stored: a worker re-running a message it had begun."""
-        with self._writing():
+        for a (msg_id, seq) already stored: a worker re-running a message it had begun.
+        A grouped write (module docstring): the reply is sent only after `commit()`."""
+        with self._transaction(grouped=True):
             row = self._db.execute(
                 "INSERT INTO outbox (msg_id, seq, platform, session_key, agent, text, files)"
                 " SELECT ?, ?, platform, session_key, ?, ?, ? FROM inbound WHERE msg_id = ?"
@@ -319,6 +351,8 @@ class Spool:
                 (msg_id, seq, agent, text, msgspec.json.encode(files).decode() if files else None,
                  msg_id),
             ).fetchone()  # fmt: skip
+            if row is not None:
+                self._grouped_replies.append(msg_id)
         return None if row is None else _outgoing(row)
 
     def undelivered(self, platform: str | None = None, session_key: str | None = None) -> list[Outgoing]:
@@ -344,7 +378,7 @@ class Spool:
     def parts_sent(self, reply: Outgoing, count: int) -> None:
         """The platform has accepted the reply's first `count` parts.  One small UPDATE of
         one row (a WAL append, no fsync), made after every part."""
-        with self._writing():
+        with self._transaction():
             self._db.execute(
                 "UPDATE outbox SET parts_sent = ? WHERE reply_id = ?", (count, reply.reply_id)
             )
@@ -390,11 +424,52 @@ class Spool:
             ).rowcount
         )
 
+    def commit(self) -> None:
+        """Commit the grouped writes now, if any are waiting: called before anything that
+        depends on them leaves the daemon.  Raises SpoolUnavailable if the commit fails;
+        the grouped writes are then lost, and `Messages.resume` redoes them."""
+        if self._db.in_transaction:
+            with self._writing():
+                self._db.commit()
+            self._ended()
+
+    def _ended(self) -> None:
+        self._grouped = False
+        self._grouped_replies.clear()
+
+    def _commit_later(self) -> None:
+        """The grouped writes' own commit, at the event loop's next pass."""
+        try:
+            self.commit()
+        except SpoolUnavailable:
+            pass  # `fault` is set: the daemon's health check reports it, `resume` redoes them
+
     @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        # In autocommit mode the connection's context manager does not open a transaction,
-        # so BEGIN explicitly; `with self._db` then commits or rolls back.
+    def _transaction(self, grouped: bool = False) -> Iterator[None]:
+        """Around every write: join the open transaction of grouped writes or begin one
+        (in autocommit mode sqlite3 does not), then commit, unless this write is grouped
+        too and an event loop runs to commit it at its next pass (without one, as in a
+        script, every write commits at once).  A statement that fails is undone by SQLite
+        on its own, and the other writes of the transaction stay."""
         with self._writing():
-            self._db.execute("BEGIN")
-            with self._db:
+            joined = self._db.in_transaction
+            if not joined:
+                self._db.execute("BEGIN")
+            try:
                 yield
+            except BaseException:
+                if not joined:  # nothing else is in it
+                    self._db.rollback()
+                raise
+            if grouped:
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    loop = None
+                if loop is not None:
+                    if not self._grouped:
+                        self._grouped = True
+                        loop.call_soon(self._commit_later)
+                    return
+            self._db.commit()
+            self._ended()

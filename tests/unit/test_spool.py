@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from hermesd.spool import Incoming, Spool
@@ -121,3 +123,69 @@ def test_spool_from_before_parts_were_counted_is_migrated(tmp_path: Path) -> Non
     assert [r.text for r in migrated.undelivered()] == ["r0"] and migrated.progress(stored) == 0
     migrated.parts_sent(stored, 1)
     assert migrated.progress(stored) == 1
+
+
+def on_disk(path: Path, query: str) -> list[tuple]:
+    """What another connection (another process, after a crash) reads: committed rows only."""
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(query).fetchall()
+    finally:
+        db.close()
+
+
+def answer(spool: Spool, ids: list[int]) -> None:
+    """What a worker's Reply and Done frames make the daemon write (grouped writes)."""
+    for msg_id in ids:
+        reply(spool, msg_id)
+        spool.finish(msg_id)
+
+
+def test_grouped_reply_is_on_disk_once_committed(tmp_path: Path) -> None:
+    async def run() -> list[tuple]:
+        spool = Spool(tmp_path / "spool.db")
+        answer(spool, [put(spool)])
+        spool.commit()  # what Deliveries calls before it sends anything
+        return on_disk(tmp_path / "spool.db", "SELECT text FROM outbox")
+
+    assert asyncio.run(run()) == [("r0",)]
+
+
+def test_grouped_writes_reach_disk_after_one_loop_pass(tmp_path: Path) -> None:
+    async def run() -> list[tuple]:
+        spool = Spool(tmp_path / "spool.db")
+        answer(spool, [put(spool)])
+        await asyncio.sleep(0)
+        return on_disk(tmp_path / "spool.db", "SELECT state FROM inbound")
+
+    assert asyncio.run(run()) == [(1,)]
+
+
+def test_closing_commits_grouped_writes(tmp_path: Path) -> None:
+    async def run() -> None:
+        spool = Spool(tmp_path / "spool.db")
+        reply(spool, put(spool))
+        spool.close()
+
+    asyncio.run(run())
+    assert [r.text for r in Spool(tmp_path / "spool.db").undelivered()] == ["r0"]
+
+
+def wal_growth(path: Path, burst: Callable[[Spool, list[int]], None]) -> int:
+    """WAL bytes written by `burst` over 20 stored messages (checkpoints are the daemon's
+    to run, so the WAL only grows here)."""
+    spool = Spool(path)
+    ids = [put(spool, f"u{i}", f"local:{i}") for i in range(20)]
+    before = path.with_name(path.name + "-wal").stat().st_size
+    burst(spool, ids)
+    return path.with_name(path.name + "-wal").stat().st_size - before
+
+
+def test_replies_and_dones_of_a_burst_share_commits(tmp_path: Path) -> None:
+    async def grouped(spool: Spool, ids: list[int]) -> None:
+        answer(spool, ids)  # as the frames of one read from the workers are handled
+        await asyncio.sleep(0)
+
+    one_by_one = wal_growth(tmp_path / "a.db", answer)  # no event loop: each write commits
+    in_one_pass = wal_growth(tmp_path / "b.db", lambda spool, ids: asyncio.run(grouped(spool, ids)))
+    assert in_one_pass * 5 < one_by_one
