@@ -19,36 +19,23 @@ SQLite in WAL mode with synchronous=NORMAL: a commit survives a crash of the pro
 which is the failure this guards against; calls are short and made from the event loop
 thread, which is cheaper than a hop to a worker thread for sub-millisecond writes.
 
-Each commit writes every page it changed to the WAL, and one message changes the same few
-pages (the newest rows of each table and index) in each of its writes.  So the writes that
-nothing outside the daemon depends on until a reply or a "done" goes out (put_reply,
-finish) are grouped: they join one open transaction, committed at the start of the next
-event-loop pass, by `commit()` (which whoever sends a reply or a "done" calls first), or
-by the next write that must be on disk at once (put_inbound, delivered ...), whichever
-comes first.  A crash before that commit loses only what the spool can get back: the
-message is still pending, and its worker, which recorded the turn, sends the same
-replies again when it is redelivered.
+A reply and its message's "done" are grouped writes (hermesd/spoolwrites.py): they are
+committed with the others of the same event-loop pass, before anything that depends on
+them is sent.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from enum import IntEnum
 from pathlib import Path
 
 import msgspec
 
-from hermesd import log, wal
-
-
-class SpoolUnavailable(Exception):
-    """The spool cannot take writes (disk full, read-only, I/O error): nothing new may be
-    accepted until it can, since accepting means storing first."""
+from hermesd import wal
+from hermesd.spoolwrites import SpoolUnavailable, Writes
 
 
 class State(IntEnum):
@@ -100,7 +87,7 @@ CREATE TABLE IF NOT EXISTS inbound (
     error       TEXT,
     UNIQUE (platform, external_id)
 );
-CREATE INDEX IF NOT EXISTS inbound_open ON inbound (state, msg_id) WHERE state < 2;
+CREATE INDEX IF NOT EXISTS inbound_pending ON inbound (msg_id) WHERE state = 0;
 CREATE INDEX IF NOT EXISTS inbound_conversation ON inbound (session_key, platform, routed_to);
 CREATE TABLE IF NOT EXISTS outbox (
     reply_id     INTEGER PRIMARY KEY,
@@ -149,10 +136,6 @@ class Spool:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.fault: str | None = None  # why writes fail, until one succeeds again
-        self.rollbacks = 0  # failed writes that took the grouped writes with them
-        self._grouped = False  # the open transaction holds grouped writes
-        self._grouped_replies: list[int] = []  # msg_ids of the replies among them
         try:
             self._open()
         except (sqlite3.Error, OSError) as exc:
@@ -162,6 +145,7 @@ class Spool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         wal.configure(self._db)
+        self._writes = Writes(self._db, self.path)
         fresh = self._db.execute(
             "SELECT 1 FROM sqlite_master WHERE name = 'inbound'"
         ).fetchone() is None
@@ -182,6 +166,9 @@ class Spool:
         outbox = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
         if "parts_sent" not in outbox:  # before replies were resumed part by part
             self._db.execute("ALTER TABLE outbox ADD COLUMN parts_sent INTEGER NOT NULL DEFAULT 0")
+        # Replaced by inbound_pending: the DONE rows it also held cost each delivery one
+        # more page to write, and only PENDING ones are ever looked up by state.
+        self._db.execute("DROP INDEX IF EXISTS inbound_open")
 
     # ---------------------------------------------------------------- health
 
@@ -204,37 +191,37 @@ class Spool:
                           f"min_free_space is {min_free >> 10} KiB")
         elif self.fault is not None:
             try:
-                with self._transaction():
+                with self._writes.transaction():
                     self._db.execute("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (time.time(),))
                 self.fault = None
             except SpoolUnavailable:
                 pass
         return self.fault
 
-    @contextmanager
-    def _writing(self) -> Iterator[None]:
-        """Around every write: a full or read-only disk or an I/O error becomes
-        SpoolUnavailable (and `fault`), never a crash of whoever was writing."""
-        try:
-            yield
-        except sqlite3.OperationalError as exc:
-            self.fault = f"cannot write {self.path}: {exc}"
-            if self._db.in_transaction:  # a failed COMMIT may leave it open
-                self._db.rollback()
-            if self._grouped:  # lost with it
-                self.rollbacks += 1
-                if self._grouped_replies:
-                    log.error("reply_not_stored", msg_ids=",".join(map(str, self._grouped_replies)),
-                              error=self.fault,
-                              consequence="the message is delivered again once the spool takes writes")
-            self._ended()
-            raise SpoolUnavailable(self.fault) from None
+    @property
+    def fault(self) -> str | None:
+        """Why writes fail, until one succeeds again."""
+        return self._writes.fault
+
+    @fault.setter
+    def fault(self, reason: str | None) -> None:
+        self._writes.fault = reason
+
+    def commit(self) -> None:
+        """Commit the grouped writes now: called before anything that depends on them is
+        sent.  Raises SpoolUnavailable if that fails, and they are lost (`Writes.commit`)."""
+        self._writes.commit()
+
+    @property
+    def rollbacks(self) -> int:
+        """Failed writes that took grouped writes with them."""
+        return self._writes.rollbacks
 
     def close(self) -> None:
         try:
             self.commit()
         except SpoolUnavailable:
-            pass  # lost with it: what the grouped writes recorded is done again (module docstring)
+            pass  # lost: what they recorded is done again (hermesd/spoolwrites.py)
         try:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error:
@@ -247,7 +234,7 @@ class Spool:
         """Store a message before anything acts on it.  Returns the entry and whether it is
         new: a platform repeating an update (same `external_id`) gets the stored entry back.
         `routed_to` records which agent the conversation was given to (see has_conversation)."""
-        with self._transaction():
+        with self._writes.transaction():
             cursor = self._db.execute(
                 "INSERT INTO inbound (platform, external_id, session_key, sender, agent, depth,"
                 " routed_to, text, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -305,9 +292,9 @@ class Spool:
 
     def finish(self, msg_id: int, error: str | None = None) -> bool:
         """The worker is done with `msg_id`.  Returns True if that also acked it (no reply
-        is waiting for delivery).  A grouped write (module docstring): the caller sends
+        is waiting for delivery).  A grouped write (hermesd/spoolwrites.py): the caller sends
         nothing that says so before `commit()`."""
-        with self._transaction(grouped=True):
+        with self._writes.transaction(grouped=True):
             row = self._db.execute(
                 "UPDATE inbound SET error = ?, state = CASE WHEN EXISTS (SELECT 1 FROM outbox"
                 " WHERE msg_id = ? AND delivered_at IS NULL) THEN 1 ELSE 2 END"
@@ -326,7 +313,7 @@ class Spool:
 
     def advance(self, platform: str, place: str, position: int) -> None:
         """Record that `place` was read up to `position`; a lower one than stored changes nothing."""
-        with self._transaction():
+        with self._writes.transaction():
             self._db.execute(
                 "INSERT INTO read_position (platform, place, position) VALUES (?, ?, ?)"
                 " ON CONFLICT (platform, place) DO UPDATE SET position = excluded.position"
@@ -342,8 +329,8 @@ class Spool:
         """Store a reply for delivery to the conversation and platform its message came
         from (never to one the worker names: a worker cannot post elsewhere).  Returns None
         for a (msg_id, seq) already stored: a worker re-running a message it had begun.
-        A grouped write (module docstring): the reply is sent only after `commit()`."""
-        with self._transaction(grouped=True):
+        A grouped write (hermesd/spoolwrites.py): the reply is sent only after `commit()`."""
+        with self._writes.transaction(grouped=True):
             row = self._db.execute(
                 "INSERT INTO outbox (msg_id, seq, platform, session_key, agent, text, files)"
                 " SELECT ?, ?, platform, session_key, ?, ?, ? FROM inbound WHERE msg_id = ?"
@@ -352,7 +339,7 @@ class Spool:
                  msg_id),
             ).fetchone()  # fmt: skip
             if row is not None:
-                self._grouped_replies.append(msg_id)
+                self._writes.grouped_reply(msg_id)
         return None if row is None else _outgoing(row)
 
     def undelivered(self, platform: str | None = None, session_key: str | None = None) -> list[Outgoing]:
@@ -378,14 +365,14 @@ class Spool:
     def parts_sent(self, reply: Outgoing, count: int) -> None:
         """The platform has accepted the reply's first `count` parts.  One small UPDATE of
         one row (a WAL append, no fsync), made after every part."""
-        with self._transaction():
+        with self._writes.transaction():
             self._db.execute(
                 "UPDATE outbox SET parts_sent = ? WHERE reply_id = ?", (count, reply.reply_id)
             )
 
     def delivered(self, reply: Outgoing) -> bool:
         """Mark a reply delivered; returns True if that acked its message."""
-        with self._transaction():
+        with self._writes.transaction():
             self._db.execute(
                 "UPDATE outbox SET delivered_at = ? WHERE reply_id = ?",
                 (time.time(), reply.reply_id),
@@ -405,7 +392,7 @@ class Spool:
 
     def prune(self, older_than: float) -> int:
         """Forget acked messages received before `older_than` (a time.time() value)."""
-        with self._transaction():
+        with self._writes.transaction():
             self._db.execute(
                 "DELETE FROM outbox WHERE msg_id IN (SELECT msg_id FROM inbound"
                 " WHERE state = 2 AND received_at < ?)",
@@ -423,53 +410,3 @@ class Spool:
                 (msg_id, msg_id),
             ).rowcount
         )
-
-    def commit(self) -> None:
-        """Commit the grouped writes now, if any are waiting: called before anything that
-        depends on them leaves the daemon.  Raises SpoolUnavailable if the commit fails;
-        the grouped writes are then lost, and `Messages.resume` redoes them."""
-        if self._db.in_transaction:
-            with self._writing():
-                self._db.commit()
-            self._ended()
-
-    def _ended(self) -> None:
-        self._grouped = False
-        self._grouped_replies.clear()
-
-    def _commit_later(self) -> None:
-        """The grouped writes' own commit, at the event loop's next pass."""
-        try:
-            self.commit()
-        except SpoolUnavailable:
-            pass  # `fault` is set: the daemon's health check reports it, `resume` redoes them
-
-    @contextmanager
-    def _transaction(self, grouped: bool = False) -> Iterator[None]:
-        """Around every write: join the open transaction of grouped writes or begin one
-        (in autocommit mode sqlite3 does not), then commit, unless this write is grouped
-        too and an event loop runs to commit it at its next pass (without one, as in a
-        script, every write commits at once).  A statement that fails is undone by SQLite
-        on its own, and the other writes of the transaction stay."""
-        with self._writing():
-            joined = self._db.in_transaction
-            if not joined:
-                self._db.execute("BEGIN")
-            try:
-                yield
-            except BaseException:
-                if not joined:  # nothing else is in it
-                    self._db.rollback()
-                raise
-            if grouped:
-                try:
-                    loop = asyncio.get_running_loop()
-                except RuntimeError:
-                    loop = None
-                if loop is not None:
-                    if not self._grouped:
-                        self._grouped = True
-                        loop.call_soon(self._commit_later)
-                    return
-            self._db.commit()
-            self._ended()

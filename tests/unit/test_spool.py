@@ -125,6 +125,22 @@ def test_spool_from_before_parts_were_counted_is_migrated(tmp_path: Path) -> Non
     assert migrated.progress(stored) == 1
 
 
+def test_spool_with_the_earlier_open_index_finds_its_pending_messages(tmp_path: Path) -> None:
+    """A spool.db indexed as before (`inbound_open`, PENDING and DONE rows) is reindexed at
+    open, and what was pending is still redelivered."""
+    spool = Spool(tmp_path / "spool.db")
+    msg_id = put(spool)
+    spool.close()
+    with sqlite3.connect(tmp_path / "spool.db") as db:
+        db.execute("DROP INDEX inbound_pending")
+        db.execute("CREATE INDEX inbound_open ON inbound (state, msg_id) WHERE state < 2")
+    reopened = Spool(tmp_path / "spool.db")
+    assert [e.msg_id for e in reopened.pending()] == [msg_id]
+    indexes = on_disk(tmp_path / "spool.db", "SELECT name FROM sqlite_master WHERE tbl_name = 'inbound'"
+                      " AND type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+    assert indexes == [("inbound_conversation",), ("inbound_pending",)]
+
+
 def on_disk(path: Path, query: str) -> list[tuple]:
     """What another connection (another process, after a crash) reads: committed rows only."""
     db = sqlite3.connect(path)
