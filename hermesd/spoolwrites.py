@@ -109,9 +109,8 @@ class Writes:
                 self._db.rollback()
             if self._grouped:  # lost with it
                 self.rollbacks += 1
-                if self._grouped_replies:
-                    log.error("reply_not_stored", msg_ids=",".join(map(str, self._grouped_replies)),
-                              error=self.fault,
+                for msg_id in dict.fromkeys(self._grouped_replies):
+                    log.error("reply_not_stored", msg_id=msg_id, error=self.fault,
                               consequence="the message is delivered again once the spool takes writes")
             self._ended()
             raise SpoolUnavailable(self.fault) from None
