@@ -160,7 +160,15 @@ class Deliveries:
             pass  # the part went out all the same; only a crash before the reply is done resends it
 
     async def _deliver_item(self, adapter: Adapter, item: Outbound) -> None:
+        try:
+            self._spool.commit()  # what is sent below must be on disk first
+        except SpoolUnavailable:
+            pass  # the grouped writes were lost: the checks below see it
         if isinstance(item, Finished):
+            # A failed write takes the grouped ones with it: then this "done" may no longer
+            # be recorded, and the message, pending again, is redelivered by `resume`.
+            if self._spool.rollbacks and not self._spool.acked(item.msg_id):
+                return
             await adapter.finished(item.msg_id, item.session_key, item.error)
             return
         if isinstance(item, Resend):

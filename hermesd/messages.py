@@ -152,6 +152,10 @@ class Messages:
             slot.send(protocol.Answer(request_id=request.request_id, error=str(exc)))
             return
         if not new:  # asked again after a restart: answer now if it was answered before
+            try:
+                self.spool.commit()  # the answer is read from the spool: on disk first
+            except SpoolUnavailable:
+                return  # lost with the grouped writes: the answer comes when it is redone
             self._agent_platform.answer_again(entry)
 
     def recover(self) -> None:

@@ -18,6 +18,10 @@ platform id read there: where to read back from what was said while disconnected
 SQLite in WAL mode with synchronous=NORMAL: a commit survives a crash of the process,
 which is the failure this guards against; calls are short and made from the event loop
 thread, which is cheaper than a hop to a worker thread for sub-millisecond writes.
+
+A reply and its message's "done" are grouped writes (hermesd/spoolwrites.py): they are
+committed with the others of the same event-loop pass, before anything that depends on
+them is sent.
 """
 
 from __future__ import annotations
@@ -25,19 +29,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from enum import IntEnum
 from pathlib import Path
 
 import msgspec
 
 from hermesd import wal
-
-
-class SpoolUnavailable(Exception):
-    """The spool cannot take writes (disk full, read-only, I/O error): nothing new may be
-    accepted until it can, since accepting means storing first."""
+from hermesd.spoolwrites import SpoolUnavailable, Writes
 
 
 class State(IntEnum):
@@ -112,7 +110,7 @@ CREATE TABLE IF NOT EXISTS read_position (
 """
 
 _INDEXES = """
-CREATE INDEX IF NOT EXISTS inbound_open ON inbound (state, msg_id) WHERE state < 2;
+CREATE INDEX IF NOT EXISTS inbound_pending ON inbound (msg_id) WHERE state = 0;
 CREATE INDEX IF NOT EXISTS inbound_conversation ON inbound (session_key, platform, routed_to);
 CREATE INDEX IF NOT EXISTS outbox_open ON outbox (reply_id) WHERE delivered_at IS NULL;
 """
@@ -149,7 +147,6 @@ class Spool:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.fault: str | None = None  # why writes fail, until one succeeds again
         try:
             self._open()
         except (sqlite3.Error, OSError) as exc:
@@ -159,6 +156,7 @@ class Spool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         wal.configure(self._db)
+        self._writes = Writes(self._db, self.path)
         fresh = self._db.execute(
             "SELECT 1 FROM sqlite_master WHERE name = 'inbound'"
         ).fetchone() is None
@@ -182,6 +180,9 @@ class Spool:
             for name, definition in columns.items():
                 if name not in present:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
+        # Replaced by inbound_pending: the DONE rows it also held cost each delivery one
+        # more page to write, and only PENDING ones are ever looked up by state.
+        self._db.execute("DROP INDEX IF EXISTS inbound_open")
 
     # ---------------------------------------------------------------- health
 
@@ -204,26 +205,37 @@ class Spool:
                           f"min_free_space is {min_free >> 10} KiB")
         elif self.fault is not None:
             try:
-                with self._writing():
+                with self._writes.transaction():
                     self._db.execute("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (time.time(),))
                 self.fault = None
             except SpoolUnavailable:
                 pass
         return self.fault
 
-    @contextmanager
-    def _writing(self) -> Iterator[None]:
-        """Around every write: a full or read-only disk or an I/O error becomes
-        SpoolUnavailable (and `fault`), never a crash of whoever was writing."""
-        try:
-            yield
-        except sqlite3.OperationalError as exc:
-            if self._db.in_transaction:  # a failed COMMIT leaves it open
-                self._db.rollback()
-            self.fault = f"cannot write {self.path}: {exc}"
-            raise SpoolUnavailable(self.fault) from None
+    @property
+    def fault(self) -> str | None:
+        """Why writes fail, until one succeeds again."""
+        return self._writes.fault
+
+    @fault.setter
+    def fault(self, reason: str | None) -> None:
+        self._writes.fault = reason
+
+    def commit(self) -> None:
+        """Commit the grouped writes now: called before anything that depends on them is
+        sent.  Raises SpoolUnavailable if that fails, and they are lost (`Writes.commit`)."""
+        self._writes.commit()
+
+    @property
+    def rollbacks(self) -> int:
+        """Failed writes that took grouped writes with them."""
+        return self._writes.rollbacks
 
     def close(self) -> None:
+        try:
+            self.commit()
+        except SpoolUnavailable:
+            pass  # lost: what they recorded is done again (hermesd/spoolwrites.py)
         try:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error:
@@ -236,7 +248,7 @@ class Spool:
         """Store a message before anything acts on it.  Returns the entry and whether it is
         new: a platform repeating an update (same `external_id`) gets the stored entry back.
         `routed_to` records which agent the conversation was given to (see has_conversation)."""
-        with self._writing():
+        with self._writes.transaction():
             cursor = self._db.execute(
                 "INSERT INTO inbound (platform, external_id, session_key, sender, agent, depth,"
                 " routed_to, text, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -278,6 +290,11 @@ class Spool:
         rows = self._db.execute("SELECT text FROM outbox WHERE msg_id = ? ORDER BY seq", (msg_id,))
         return [row[0] for row in rows]
 
+    def acked(self, msg_id: int) -> bool:
+        """Is every reply of `msg_id` delivered (or was it pruned, long after)?"""
+        row = self._db.execute("SELECT state FROM inbound WHERE msg_id = ?", (msg_id,)).fetchone()
+        return row is None or row[0] == State.ACKED
+
     def open_messages(self, platform: str, session_key: str) -> list[int]:
         """Ids of this conversation's messages whose replies have not all been delivered."""
         rows = self._db.execute(
@@ -289,8 +306,9 @@ class Spool:
 
     def finish(self, msg_id: int, error: str | None = None) -> bool:
         """The worker is done with `msg_id`.  Returns True if that also acked it (no reply
-        is waiting for delivery).  One statement, so one implicit transaction."""
-        with self._writing():
+        is waiting for delivery).  A grouped write (hermesd/spoolwrites.py): the caller sends
+        nothing that says so before `commit()`."""
+        with self._writes.transaction(grouped=True):
             row = self._db.execute(
                 "UPDATE inbound SET error = ?, state = CASE WHEN EXISTS (SELECT 1 FROM outbox"
                 " WHERE msg_id = ? AND delivered_at IS NULL) THEN 1 ELSE 2 END"
@@ -309,7 +327,7 @@ class Spool:
 
     def advance(self, platform: str, place: str, position: int) -> None:
         """Record that `place` was read up to `position`; a lower one than stored changes nothing."""
-        with self._writing():
+        with self._writes.transaction():
             self._db.execute(
                 "INSERT INTO read_position (platform, place, position) VALUES (?, ?, ?)"
                 " ON CONFLICT (platform, place) DO UPDATE SET position = excluded.position"
@@ -324,8 +342,9 @@ class Spool:
     ) -> Outgoing | None:
         """Store a reply for delivery to the conversation and platform its message came
         from (never to one the worker names: a worker cannot post elsewhere).  Returns None
-        for a (msg_id, seq) already stored: a worker re-running a message it had begun."""
-        with self._writing():
+        for a (msg_id, seq) already stored: a worker re-running a message it had begun.
+        A grouped write (hermesd/spoolwrites.py): the reply is sent only after `commit()`."""
+        with self._writes.transaction(grouped=True):
             row = self._db.execute(
                 "INSERT INTO outbox (msg_id, seq, platform, session_key, agent, text, files)"
                 " SELECT ?, ?, platform, session_key, ?, ?, ? FROM inbound WHERE msg_id = ?"
@@ -333,6 +352,8 @@ class Spool:
                 (msg_id, seq, agent, text, msgspec.json.encode(files).decode() if files else None,
                  msg_id),
             ).fetchone()  # fmt: skip
+            if row is not None:
+                self._writes.grouped_reply(msg_id)
         return None if row is None else _outgoing(row)
 
     def undelivered(self, platform: str | None = None, session_key: str | None = None) -> list[Outgoing]:
@@ -358,14 +379,14 @@ class Spool:
     def parts_sent(self, reply: Outgoing, count: int) -> None:
         """The platform has accepted the reply's first `count` parts.  One small UPDATE of
         one row (a WAL append, no fsync), made after every part."""
-        with self._writing():
+        with self._writes.transaction():
             self._db.execute(
                 "UPDATE outbox SET parts_sent = ? WHERE reply_id = ?", (count, reply.reply_id)
             )
 
     def delivered(self, reply: Outgoing) -> bool:
         """Mark a reply delivered; returns True if that acked its message."""
-        with self._transaction():
+        with self._writes.transaction():
             self._db.execute(
                 "UPDATE outbox SET delivered_at = ? WHERE reply_id = ?",
                 (time.time(), reply.reply_id),
@@ -385,7 +406,7 @@ class Spool:
 
     def prune(self, older_than: float) -> int:
         """Forget acked messages received before `older_than` (a time.time() value)."""
-        with self._transaction():
+        with self._writes.transaction():
             self._db.execute(
                 "DELETE FROM outbox WHERE msg_id IN (SELECT msg_id FROM inbound"
                 " WHERE state = 2 AND received_at < ?)",
@@ -403,12 +424,3 @@ class Spool:
                 (msg_id, msg_id),
             ).rowcount
         )
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        # In autocommit mode the connection's context manager does not open a transaction,
-        # so BEGIN explicitly; `with self._db` then commits or rolls back.
-        with self._writing():
-            self._db.execute("BEGIN")
-            with self._db:
-                yield

@@ -11,6 +11,11 @@ compares it with the floor, one Python process answering the same framed JSON di
   (d) restart: SIGKILL a worker, time until its replacement has answered a message
   (e) reload with 50 agents: change one agent's echo_delay, `hermesctl reload --wait`
 
+With (b) it also reports the bytes the daemon parent's main thread wrote per message: the
+spool's WAL frames (SQLite writes them at each commit, on that thread; checkpoints copy
+them into spool.db from a thread of their own, which is not counted, and socket sends do
+not go through write()).
+
 Targets: round trip p99 <= 1 ms; >= 5,000 msg/s with 100 sessions; first restart
 answering <= 100 ms; reload <= 200 ms with the 49 other workers untouched.
 
@@ -39,18 +44,34 @@ def sequential(client: h.LocalClient, messages: int, agents: int) -> list[float]
     return [client.round_trip(h.session_key(i % agents), "ping") for i in range(messages)]
 
 
+def written(pid: int) -> int:
+    """Bytes the main thread of `pid` has passed to write()/pwrite() (`wchar`)."""
+    for line in Path(f"/proc/{pid}/task/{pid}/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no wchar in /proc/{pid}/task/{pid}/io")
+
+
 def throughput(path: Path, sessions: int, duration: float, tree: list[psutil.Process] | None = None
                ) -> tuple[h.LoadResult, dict[str, float]]:
     """Run the load in a forked process; if `tree` is given (daemon first), also report
-    what share of a core the parent and the workers used meanwhile."""
+    what share of a core the parent and the workers used meanwhile, and the bytes the
+    parent's main thread wrote per message (`wal_per_message`: the spool's WAL)."""
     parent, workers = (tree[:1], tree[1:]) if tree else ([], [])
     before = (h.cpu_seconds(parent), h.cpu_seconds(workers))
     started = time.perf_counter()
     with h.Forked(h.run_load, path, sessions, duration) as load:
+        if parent:  # sampled inside the load's counted window, at its steady rate
+            time.sleep(0.7)
+            wrote, since = written(parent[0].pid), time.perf_counter()
+            time.sleep(duration - 0.4)
+            wrote, since = written(parent[0].pid) - wrote, time.perf_counter() - since
         result: h.LoadResult = load.result(timeout=duration + 30)
     wall = time.perf_counter() - started
     shares = {"parent": (h.cpu_seconds(parent) - before[0]) / wall,
               "workers": (h.cpu_seconds(workers) - before[1]) / wall}
+    if parent:
+        shares["wal_per_message"] = wrote / max(1.0, result.rate * since)
     return result, shares
 
 
@@ -168,12 +189,14 @@ def main() -> int:
 
     print(f"\n(b) throughput, {args.sessions} concurrent sessions (one connection each, one message in "
           f"flight each), {args.duration:g} s window; CPU as a share of one core")
-    rows = [["", "msg/s", "latency p50 ms", "p99 ms", "client CPU", "daemon parent CPU", "workers CPU"]]
+    rows = [["", "msg/s", "latency p50 ms", "p99 ms", "client CPU", "daemon parent CPU", "workers CPU",
+             "WAL KiB/msg"]]
     for name, r, sh in (("hermesd", load, shares), ("floor", floor_load, None)):
         lat = h.summary_ms(r.latencies)
         rows.append([name, f"{r.rate:,.0f}", f"{lat['p50']:.2f}", f"{lat['p99']:.2f}", f"{r.cpu_share:.0%}",
-                     f"{sh['parent']:.0%}" if sh else "-", f"{sh['workers']:.0%}" if sh else "-"])
-    rows.append(["hermesd/floor", f"{load.rate / floor_load.rate:.3f}x", "", "", "", "", ""])
+                     f"{sh['parent']:.0%}" if sh else "-", f"{sh['workers']:.0%}" if sh else "-",
+                     f"{sh['wal_per_message'] / 1024:.1f}" if sh else "-"])
+    rows.append(["hermesd/floor", f"{load.rate / floor_load.rate:.3f}x", "", "", "", "", "", ""])
     print(h.table(rows))
 
     print(f"\n(d) restart (SIGKILL -> replacement answered), {len(restart)} workers: "
