@@ -301,7 +301,8 @@ def preload() -> None:
     loopback endpoint, so that workers share its modules and what a first turn builds (the
     modules it imports late, the SDK's validators, tool schemas, caches) instead of each
     building them (a worker after its first turn: 33 MiB private without the turn here).
-    An optimisation only: if it fails, each worker imports hermes-agent itself."""
+    An optimisation only: if it fails, workers import (or build) themselves what it did not
+    (the zygote reports why in the log)."""
     from hermes_state import SessionDB
 
     with hermes_home.throwaway() as home:
