@@ -55,7 +55,8 @@ custom runtimes included), passed as an argument since PYTHONPATH is not kept.""
 def start_zygote(preload_hermes: bool = False) -> tuple[int, socket.socket]:
     """Start the zygote; returns its pid and the daemon's end of the request channel.
     `preload_hermes`: import hermes-agent before any fork, for the agents whose runtime is
-    "hermes" (it costs the zygote ~50 MiB, so only when the configuration has one).
+    "hermes" (it costs the zygote ~50 MiB, so only when the configuration has one; else the
+    zygote does it before it forks the first hermes agent a reload adds).
 
     Only the channel is inherited: every other descriptor Python opens is close-on-exec
     (the runtime-dir lock included).  SOCK_SEQPACKET keeps each request and its attached
@@ -102,6 +103,7 @@ def _serve(channel: socket.socket, daemon_pid: int, preload_hermes: bool = False
     sandbox.die_with(daemon_pid)
     setproctitle("hermesd: zygote")
     worker_main.warm_up()
+    hermes_loaded = preload_hermes
     if preload_hermes:
         _preload_hermes()
     gc.collect()
@@ -111,6 +113,11 @@ def _serve(channel: socket.socket, daemon_pid: int, preload_hermes: bool = False
         if not data:
             return 0  # the daemon closed the channel: shut down
         request = _REQUESTS.decode(data[4:])
+        if request.spec.runtime == "hermes" and not hermes_loaded:
+            hermes_loaded = True  # the first hermes agent came with a reload: load it now,
+            _preload_hermes()  # once, so it and every later one share it (a few seconds)
+            gc.collect()
+            gc.freeze()
         if not fds:
             reply: object = protocol.SpawnFailed(request.request_id, "no socket attached")
         else:

@@ -170,3 +170,21 @@ def test_hermes_tools_know_the_agents_own_home_not_the_zygotes(daemon: Daemon, l
     requests = chat_requests(llm, "model-a")
     assert "Steep 3 minutes." in tool_results(requests[-1])
     assert [r for r in requests if "hermesd-hermes-" in json.dumps(r["body"])] == []
+
+
+def zygote_maps(daemon: Daemon) -> str:
+    with open(f"/proc/{daemon.zygote_pid()}/maps") as maps:
+        return maps.read()
+
+
+def test_first_hermes_agent_a_reload_adds_is_loaded_into_the_zygote(daemon: Daemon, llm: FakeOpenAI) -> None:
+    """Without a hermes agent at start the zygote leaves hermes-agent out (it costs ~50
+    MiB); the first one a reload adds has the zygote load it, so it and later ones share it."""
+    daemon.write_config(config(llm, '[agents.e]\nruntime = "echo"\n'))
+    daemon.start()
+    assert "pydantic_core" not in zygote_maps(daemon)  # what hermes-agent's SDK loads
+    daemon.write_config(config(llm, '[agents.e]\nruntime = "echo"\n[agents.alice]\nruntime = "hermes"\n'))
+    assert daemon.ctl("reload", "--wait").returncode == 0
+    wait_for(lambda: daemon.agent_running("alice"), timeout=30, what="alice running")
+    assert "pydantic_core" in zygote_maps(daemon)
+    assert daemon.send("local:a", "hello", "--agent", "alice") == "fake: hello\n"
