@@ -164,6 +164,9 @@ class DiscordConfig(_BotConfig):
     channel_sessions: Literal["per_user", "shared"] = "per_user"
     require_mention: bool = True
     """In guild channels, answer only when mentioned or replied to (routes may override)."""
+    reply_in_thread: bool = False
+    """In guild channels, answer in a new thread started from the message, and go on there
+    (routes may override)."""
 
 
 class LocalConfig(_Section):
@@ -210,6 +213,8 @@ class Route(_Section):
     """Replaces the platform's allowed_users for the conversations this route matches."""
     require_mention: bool | None = None
     """Replaces the platform's mention rule (Discord channels) for these conversations."""
+    reply_in_thread: bool | None = None
+    """Replaces Discord's reply_in_thread for these conversations."""
 
 
 class _Document(_Section):

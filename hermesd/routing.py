@@ -29,13 +29,14 @@ class Pattern:
     literal_count: int
     allowed_users: object = None  # a platform's allowed_users override, if the route has one
     require_mention: bool | None = None  # a platform's mention rule override
+    reply_in_thread: bool | None = None  # Discord's reply_in_thread override
 
     @classmethod
     def parse(cls, text: str, agent: str, order: int, allowed_users: object = None,
-              require_mention: bool | None = None) -> Pattern:
+              require_mention: bool | None = None, reply_in_thread: bool | None = None) -> Pattern:
         segments = tuple(text.split(":"))
         return cls(text, agent, order, segments, sum(map(_is_literal, segments)), allowed_users,
-                   require_mention)
+                   require_mention, reply_in_thread)
 
     def matches(self, key_segments: Sequence[str]) -> bool:
         if len(self.segments) > len(key_segments):
@@ -56,13 +57,15 @@ class Route:
     rule: str
     allowed_users: object = None  # the matching route's override of the platform's list
     require_mention: bool | None = None
+    reply_in_thread: bool | None = None
 
 
 class Router:
     """Maps session keys to agent ids.  Immutable: a reload builds a new Router."""
 
     def __init__(self, routes: Iterable[tuple[str, ...]], default_agent: str | None) -> None:
-        """`routes`: (pattern, agent[, allowed_users[, require_mention]]), in file order."""
+        """`routes`: (pattern, agent[, allowed_users[, require_mention[, reply_in_thread]]]),
+        in file order."""
         self.patterns = tuple(
             Pattern.parse(*route[:2], order, *route[2:]) for order, route in enumerate(routes)
         )
@@ -91,7 +94,7 @@ class Router:
             best = self._best(parent)
         if best is not None:
             return Route(best.agent, f"route #{best.order + 1} {best.text!r}", best.allowed_users,
-                         best.require_mention)
+                         best.require_mention, best.reply_in_thread)
         if self.default_agent is not None:
             return Route(self.default_agent, "default_agent")
         return Route(None, "no route and no default_agent")

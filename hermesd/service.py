@@ -303,6 +303,6 @@ class Service:
 
 
 def _router(cfg: config.Config) -> Router:
-    return Router(((r.match, r.agent, r.allowed_users, r.require_mention) for r in cfg.routes),
-                  cfg.daemon.default_agent)
+    routes = ((r.match, r.agent, r.allowed_users, r.require_mention, r.reply_in_thread) for r in cfg.routes)
+    return Router(routes, cfg.daemon.default_agent)
 

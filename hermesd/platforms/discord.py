@@ -21,6 +21,7 @@ from hermesd import attachments, log
 from hermesd.config import ConfigError, DiscordConfig
 from hermesd.platforms import Directory, Inbox, Sending, Skip, permitted
 from hermesd.platforms.discord_catchup import CatchUp
+from hermesd.platforms.discord_threads import ThreadStarter, thread_key
 from hermesd.platforms.formatting import split, utf16_len
 from hermesd.platforms.typing_indicator import TypingIndicator
 from hermesd.spool import Incoming, SpoolUnavailable
@@ -83,6 +84,10 @@ def parse_message(message: discord.Message, settings: DiscordConfig, bot_id: int
 
 
 def _addressed(message: discord.Message, bot_id: int) -> bool:
+    """A mention, a reply to the bot, or anything said in a thread the bot started (one
+    `reply_in_thread` made): that thread is a conversation with the bot."""
+    if isinstance(message.channel, discord.Thread) and message.channel.owner_id == bot_id:
+        return True
     if any(user.id == bot_id for user in getattr(message, "mentions", ())):
         return True
     reference = getattr(message, "reference", None)
@@ -115,6 +120,7 @@ class DiscordPlatform:
         self._typing = TypingIndicator(self._send_typing, every=8.0)  # Discord's lasts 10 s
         self._tasks: TaskGroup | None = None
         self._catch_up = CatchUp(inbox, NAME)
+        self._threads = ThreadStarter()
 
     def _new_client(self) -> discord.Client:
         """A fresh client per connection attempt: discord.py cannot log in again with a
@@ -236,21 +242,26 @@ class DiscordPlatform:
             if parsed.malformed:
                 log.warning("discord_message_skipped", reason=parsed.reason)
             return None
-        route = self._router.route(parsed.session_key)
-        settings = self._settings
+        key, route, settings = parsed.session_key, self._router.route(parsed.session_key), self._settings
+        in_thread = settings.reply_in_thread if route.reply_in_thread is None else route.reply_in_thread
+        if in_thread and key.startswith("discord:channel:"):
+            key = thread_key(key, message.id)
+            route = self._router.route(key)
         mention_needed = settings.require_mention if route.require_mention is None else route.require_mention
         if parsed.in_guild and mention_needed and not parsed.addressed:
             return None
         allowed = route.allowed_users if route.allowed_users is not None else settings.allowed_users
         if not (permitted(parsed.sender, allowed) or self._has_role(message)):
-            log.info("discord_user_refused", user=parsed.sender, session=parsed.session_key)
+            log.info("discord_user_refused", user=parsed.sender, session=key)
             return None
         text = parsed.text
         for path in await self._download(message, route.agent):
             text += f"\n[attached file: {path}]"
         if not text.strip():
             return None
-        return Incoming(platform=NAME, external_id=str(message.id), session_key=parsed.session_key,
+        if key != parsed.session_key:
+            self._threads.expect(message.id, parsed.text)
+        return Incoming(platform=NAME, external_id=str(message.id), session_key=key,
                         text=text, sender=str(parsed.sender))
 
     def _has_role(self, message: discord.Message) -> bool:
@@ -280,7 +291,9 @@ class DiscordPlatform:
     # ---------------------------------------------------------------- replies out
 
     async def _channel(self, session_key: str) -> Any:
-        """Something to send to; a partial one (an id, no fetch) when it is not cached."""
+        """Something to send to; a partial one (an id, no fetch) when it is not cached.
+        A thread `reply_in_thread` keyed a message under is started first."""
+        await self._threads.ensure(self._client, session_key)
         kind, target = destination(session_key)
         if kind == "dm":
             if target not in self._dm_channels:

@@ -2,7 +2,8 @@
 
 aiohttp on 127.0.0.1 in a background thread with its own loop, so discord.py runs its true client path:
 login (``/users/@me``, ``/oauth2/applications/@me``), the gateway WebSocket (HELLO, IDENTIFY -> READY and
-GUILD_CREATE, heartbeat ACKs, RESUME with replay), sends, channel history, and 429s with the headers
+GUILD_CREATE, heartbeat ACKs, RESUME with replay), sends, channel history, threads started from a
+message (Discord's 160004 for a second one), and 429s with the headers
 discord.py trusts. A user message posted with ``live=False`` is only in its channel's history: what was
 said while the bot was not connected.
 discord.py >= 2.4 no longer asks ``/gateway`` where to connect, so point both halves at the fake::
@@ -45,7 +46,8 @@ EVERYONE_PERMS = sum(1 << b for b in (6, 10, 11, 14, 15, 16, 35, 38))  # react, 
 # read history, create threads, send in threads: what a chat bot needs, so permission checks pass
 NO_CONTENT = re.compile(r"POST /channels/\d+/typing|DELETE /channels/\d+/messages/\d+"  # 204s without a body
                         r"|(PUT|DELETE) /channels/\d+/messages/\d+/reactions/[^/]+/@me")
-ADMIN = {"add_guild", "channel_message", "thread_message", "dm", "sent", "calls", "fail", "disconnect", "reset"}
+ADMIN = {"add_guild", "channel_message", "thread_message", "start_thread", "dm", "sent", "calls", "fail", "disconnect",
+         "reset"}
 
 
 class ApiError(Exception):
@@ -271,6 +273,23 @@ class FakeDiscord:
                        **kw: Any) -> Json:
         """A user posts in a thread; on Discord a thread is a channel of its own, with the thread's id."""
         return self.channel_message(guild_id, thread_id, author_id, content, mention_bot, **kw)
+
+    def start_thread(self, channel_id: int, message_id: int, name: str = "thread", dispatch: bool = True) -> Json:
+        """A user starts a thread from a message; ``dispatch=False``: its THREAD_CREATE has not reached
+        the bot yet (the bot does not know the thread)."""
+        with self.cond:
+            return self._thread_from(int(channel_id), int(message_id), name, dispatch)
+
+    def _thread_from(self, channel_id: int, message_id: int, name: str, dispatch: bool = True) -> Json:
+        """As Discord starts a thread from a message (lock held): one per message (160004)."""
+        if self.messages.get(message_id, {}).get("channel_id") != str(channel_id):
+            raise ApiError(404, "Unknown Message", 10008)
+        if message_id in self.channels:
+            raise ApiError(400, "A thread has already been created for this message", 160004)
+        thread = self._add_thread(int(self.channels[channel_id]["guild_id"]), message_id, channel_id, name)
+        if dispatch:
+            self._dispatch("THREAD_CREATE", thread | {"newly_created": True}, GUILDS)
+        return thread
 
     def dm(self, author_id: int, content: str, attachments: Files = (), live: bool = True) -> Json:
         """A user writes to the bot directly, in that user's one DM channel (so no guild_id);
@@ -541,8 +560,9 @@ class FakeDiscord:
             self._dispatch("MESSAGE_CREATE", message, GUILD_MESSAGES if guild_id else DIRECT_MESSAGES)
             return 200, {k: v for k, v in message.items() if k not in ("guild_id", "member")}
         if method == "POST" and re.fullmatch(r"/channels/\d+(/messages/\d+)?/threads", path) and "guild_id" in channel:
-            thread_id = ids[1] if len(ids) > 1 else self.snowflake()  # from a message: the message's id
-            thread = self._add_thread(int(channel["guild_id"]), thread_id, ids[0], str(body.get("name", "thread")))
+            if len(ids) > 1:  # from a message: the thread gets the message's id
+                return 201, self._thread_from(ids[0], ids[1], str(body.get("name", "thread")))
+            thread = self._add_thread(int(channel["guild_id"]), self.snowflake(), ids[0], str(body.get("name", "thread")))
             self._dispatch("THREAD_CREATE", thread | {"newly_created": True}, GUILDS)
             return 201, thread
         raise ApiError(404, "Unknown", 0)  # recorded all the same: calls() shows what the fake lacks

@@ -81,6 +81,26 @@ def test_base_config_loads_with_defaults():
     assert tuple(config.agents["home"].tools) == ALL_TOOLS
 
 
+DISCORD = '[platforms.discord]\ntoken_env = "DISCORD_TOKEN"\n'
+
+
+def test_discord_replies_in_the_channel_unless_reply_in_thread_is_set():
+    cfg = loads(BASE + DISCORD)
+    assert cfg.platforms.discord.reply_in_thread is False
+    assert cfg.routes[1].reply_in_thread is None  # the platform's setting applies
+
+
+def test_route_may_turn_reply_in_thread_on_for_its_conversations():
+    cfg = loads(with_line('agent = "coder"', "reply_in_thread = true") + DISCORD + "reply_in_thread = false\n")
+    assert (cfg.platforms.discord.reply_in_thread, cfg.routes[1].reply_in_thread) == (False, True)
+
+
+def test_reply_in_thread_must_be_true_or_false():
+    error = error_of(BASE + DISCORD + 'reply_in_thread = "yes"\n')
+    assert (error.line, error.key) == (25, "platforms.discord.reply_in_thread")
+    assert error.message == "expected boolean, got string"
+
+
 def test_local_socket_defaults_to_runtime_dir():
     config = loads('[daemon]\nruntime_dir = "/run/x"\n')
     assert config.platforms.local.socket == "/run/x/local.sock"

@@ -186,6 +186,9 @@ async def test_created_thread_is_known(fake: FakeDiscord, bot: Bot) -> None:
     fake.thread_message(GUILD, thread.id, ALICE, "inside")
     inside = await bot.next_message()
     assert isinstance(inside.channel, discord.Thread) and inside.channel.id == thread.id
+    with pytest.raises(discord.HTTPException) as again:  # one thread per message, as on Discord
+        await message.create_thread(name="twice")
+    assert again.value.code == 160004
     with pytest.raises(discord.NotFound):  # unknown routes are 404s, recorded for the test author
         await bot.fetch_guild(GUILD)
     assert fake.calls()[-1]["path"] == f"/api/v10/guilds/{GUILD}" and fake.calls()[-1]["status"] == 404

@@ -246,7 +246,7 @@ KNOWN_KEYS = {
     "fatal_failures", "fatal_window", "stop_timeout", "base_url", "model", "api_key_env",
     "api_key_file", "timeout", "max_retries", "token_file", "token_env", "allowed_users",
     "api_base", "group_sessions", "require_mention_in_groups", "gateway_url", "allowed_roles",
-    "allowed_guilds", "channel_sessions", "require_mention", "enabled", "socket", "runtime",
+    "allowed_guilds", "channel_sessions", "require_mention", "reply_in_thread", "enabled", "socket", "runtime",
     "llm", "workspace", "shared_paths", "can_message", "memory_max", "tools", "echo_delay",
     "history_budget", "max_tool_steps", "match", "agent",
 }

@@ -81,3 +81,10 @@ def test_a_literal_prefix_of_the_key_always_matches(key: list[str], other: list[
         router = Router([(":".join(other), "other"), (":".join(key[:cut]), "prefix")], None)
         agent = router.resolve(":".join(key)).agent
         assert agent == "prefix" or (agent == "other" and len(other) >= cut)
+
+
+def test_started_thread_keeps_its_channel_routes_reply_in_thread() -> None:
+    """A thread `reply_in_thread` started is routed as its channel, so it keeps the setting."""
+    router = Router([("discord:channel:111:222", "support", None, None, True)], None)
+    assert router.resolve("discord:thread:111:222:999").reply_in_thread is True
+    assert router.resolve("discord:channel:111:333").reply_in_thread is None
