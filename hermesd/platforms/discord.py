@@ -2,7 +2,7 @@
 
 discord.py's `Client` owns the connection (identify, heartbeats, resume and reconnect);
 this adapter turns its messages into spooled ones and sends replies back in the same
-channel, thread or DM.  Message ids make a message replayed after a resume harmless; what
+channel, thread or DM, or in a thread started from the message (`discord_threads`).  Message ids make a message replayed after a resume harmless; what
 was said while no session was up is read back from history (`discord_catchup`).
 """
 
