@@ -4,6 +4,7 @@ builds them: a DESIGN §4 session key that replies can follow back, or a Skip.""
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
@@ -78,7 +79,7 @@ def damaged_payloads(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         del data[key]
     else:
-        data[key] = draw(odd)
+        data[key] = copy.deepcopy(draw(odd))  # not the shared constant: the parsers may change it
     return data
 
 

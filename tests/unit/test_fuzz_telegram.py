@@ -3,6 +3,7 @@ every shape, then damaged; each gives a message with a DESIGN §4 session key, o
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from hypothesis import example, given
@@ -82,7 +83,7 @@ def damaged_updates(draw: st.DrawFn) -> dict[str, Any]:
         if draw(st.booleans()) and isinstance(parent, dict):
             del parent[path[-1]]
         else:
-            parent[path[-1]] = draw(odd)
+            parent[path[-1]] = copy.deepcopy(draw(odd))  # a later step may damage it in place
     return update
 
 
