@@ -27,10 +27,14 @@ runtime = "echo"
 runtime = "echo"
 """
 
-def three_agents(a_delay: float = 0.0) -> str:
-    """Echo agents a, b and c, as the platform tests route to them; `a` may be slow."""
-    return (f'[agents.a]\nruntime = "echo"\necho_delay = {a_delay}\n'
-            '[agents.b]\nruntime = "echo"\n[agents.c]\nruntime = "echo"\n')
+def three_agents(a_delay: float = 0.0, a_llm: str | None = None) -> str:
+    """Agents a, b and c, as the platform tests route to them: echo agents, `a` maybe slow,
+    or `a` an openai agent of the model server at `a_llm` (model "m")."""
+    if a_llm is None:
+        first = f'[agents.a]\nruntime = "echo"\necho_delay = {a_delay}\n'
+    else:
+        first = f'[agents.a]\nruntime = "openai"\nllm = {{ base_url = "{a_llm}", model = "m" }}\n'
+    return first + '[agents.b]\nruntime = "echo"\n[agents.c]\nruntime = "echo"\n'
 
 
 FAST_SUPERVISOR = """

@@ -148,15 +148,7 @@ def test_files_an_agent_sends_are_uploaded(daemon: Daemon, fake: FakeDiscord) ->
     from tests.fakes.openai_server import FakeOpenAI
 
     with FakeOpenAI() as llm:
-        start(daemon, fake, agents=f"""
-            [agents.a]
-            runtime = "openai"
-            llm = {{ base_url = "{llm.url}", model = "m" }}
-            [agents.b]
-            runtime = "echo"
-            [agents.c]
-            runtime = "echo"
-            """)
+        start(daemon, fake, agents=three_agents(a_llm=llm.url))
         (daemon.state_dir / "agents/a/summary.md").write_text("# Summary")
         llm.script("m", {"tool_calls": [{"name": "send_file", "arguments": {"path": "summary.md"}}]},
                    {"reply": "Attached."})

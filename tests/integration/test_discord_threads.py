@@ -41,15 +41,7 @@ def test_mention_is_answered_in_a_new_thread_named_after_it(daemon: Daemon, fake
 
 def test_follow_up_in_the_thread_continues_the_conversation(daemon: Daemon, fake: FakeDiscord) -> None:
     with FakeOpenAI() as llm:
-        start(daemon, fake, platform="reply_in_thread = true", agents=f"""
-            [agents.a]
-            runtime = "openai"
-            llm = {{ base_url = "{llm.url}", model = "m" }}
-            [agents.b]
-            runtime = "echo"
-            [agents.c]
-            runtime = "echo"
-            """)
+        start(daemon, fake, platform="reply_in_thread = true", agents=three_agents(a_llm=llm.url))
         thread = int(fake.channel_message(GUILD, GENERAL, ALICE, "the first question", mention_bot=True)["id"])
         wait_for(lambda: replies(fake, thread), timeout=15, what="first answer")
         fake.thread_message(GUILD, thread, ALICE, "and a follow-up")  # no mention needed in the bot's thread

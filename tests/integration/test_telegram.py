@@ -196,15 +196,7 @@ def test_files_an_agent_sends_go_out_as_document_and_photo(daemon: Daemon, fake:
     from tests.fakes.openai_server import FakeOpenAI
 
     with FakeOpenAI() as llm:
-        start(daemon, fake, agents=f"""
-            [agents.a]
-            runtime = "openai"
-            llm = {{ base_url = "{llm.url}", model = "m" }}
-            [agents.b]
-            runtime = "echo"
-            [agents.c]
-            runtime = "echo"
-            """)
+        start(daemon, fake, agents=three_agents(a_llm=llm.url))
         workspace = daemon.state_dir / "agents/a"
         wait_for(lambda: (workspace / "SOUL.md").exists(), what="workspace")
         (workspace / "report.pdf").write_bytes(b"%PDF-1.4 fake")
