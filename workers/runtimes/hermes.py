@@ -217,10 +217,12 @@ class HermesRuntime:
         """What the model is asked: the message, or what /retry or a skill's command stands
         for (the skill's instructions, loaded by hermes-agent as its gateway does)."""
         word = commands.command_word(message.text)
+        if not word.startswith("/"):  # most messages: no lookup at all
+            return message.text
         session_id = self._session_id(message.session_key)
         if word == "/retry":
             return commands.rewind_last(self._session_db(), session_id) or message.text
-        if word.startswith("/") and "skills" in self._toolsets:
+        if "skills" in self._toolsets:
             from agent.skill_commands import (
                 build_skill_invocation_message,
                 resolve_skill_command_key,
