@@ -61,8 +61,8 @@ class HermesRuntime:
         hermes_tools.register()
         self._toolsets = [t for t in map(_toolset, home.spec.tools) if t is not None]
         self._toolsets += ALWAYS
-        self._offered: set[str] = set()  # the tool names hermes-agent offered at the last turn
-        self._reported: set[str] = set()  # hermesd tools logged as unavailable
+        self._offered: set[str] | None = None  # tool names hermes-agent offered (once it has built an agent)
+        self._tools_checked = False  # whether the listed tools were checked (at the first turn)
         self._models: dict[str, str] = {}  # per session key, set by /model
         self._running: dict[str, Any] = {}  # session key -> its turn's AIAgent, for /stop
 
@@ -112,17 +112,17 @@ class HermesRuntime:
             del self._running[session_key]
 
     def _report_unavailable(self, session_key: str) -> None:
-        """Log, once per worker, each listed tool hermes-agent offers nothing of: it leaves
-        out a toolset whose backend or program is missing (a web search key, agent-browser),
-        and the model is told nothing."""
+        """Log, at the worker's first turn, each listed tool hermes-agent offers nothing of: it
+        leaves out a toolset whose backend or program is missing (a web search key,
+        agent-browser), and the model is told nothing."""
+        if self._tools_checked or self._offered is None:  # done, or no agent built yet
+            return
+        self._tools_checked = True
         from toolsets import resolve_toolset
 
         for name in self._home.spec.tools:
             toolset = _toolset(name)
-            if toolset is None or name in self._reported:
-                continue
-            if not set(resolve_toolset(toolset)) & self._offered:
-                self._reported.add(name)
+            if toolset is not None and not set(resolve_toolset(toolset)) & self._offered:
                 self._home.log("warning", "hermes_tool_unavailable", session_key, tool=name,
                                reason="hermes-agent offers none of its tools: a backend or "
                                       "program it needs is missing (hermesd.toml(5))")
